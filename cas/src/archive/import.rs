@@ -153,13 +153,12 @@ fn name_of(desc: &Descriptor, opts: &ImportOptions, count: usize) -> Result<Stri
     let annotations = desc.annotations().clone().unwrap_or_default();
     let candidate = annotations
         .get(media::ANNOTATION_CONTAINERD_NAME)
-        .or_else(|| annotations.get(media::ANNOTATION_REF_NAME))
-        .filter(|n| n.contains('/') || n.contains(':'));
+        .or_else(|| annotations.get(media::ANNOTATION_REF_NAME));
     match candidate {
         Some(n) => Ok(Reference::parse(n)?.to_string()),
         None => Err(Error::InvalidDocument {
             what: format!("image {}", desc.digest()),
-            reason: "it has no full name in the archive; give one with --name",
+            reason: "it has no name in the archive; give one with --name",
         }),
     }
 }

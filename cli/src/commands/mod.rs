@@ -1,0 +1,37 @@
+//! One module per group of verbs; each handler writes its results to `out`.
+
+mod images;
+mod maintenance;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, Command};
+use crate::context::Context;
+
+/// Runs the parsed command; returns the process exit code.
+pub fn dispatch(args: Cli) -> Result<ExitCode> {
+    let ctx = Context::new(&args.global);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let out: &mut dyn Write = &mut out;
+    match args.command {
+        Command::Import(a) => images::import(&ctx, a, out),
+        Command::Export(a) => images::export(&ctx, a, out),
+        Command::Images(a) => images::list(&ctx, a, out),
+        Command::Inspect(a) => images::inspect(&ctx, a, out),
+        Command::Tag(a) => images::tag(&ctx, a, out),
+        Command::Rmi(a) => images::rmi(&ctx, a, out),
+        Command::Gc(a) => maintenance::gc(&ctx, a, out),
+        Command::Du => maintenance::du(&ctx, out),
+        Command::Fsck => return maintenance::fsck(&ctx, out),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "berth", out);
+            Ok(())
+        }
+    }?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,48 @@
+//! What every command needs: where the store is, how to print, which platform.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use berth_cas::{Platform, Reference, Store};
+
+use crate::cli::Global;
+
+/// Shared settings for a command.
+pub struct Context {
+    /// Store root.
+    pub root: PathBuf,
+    /// Runtime state dir.
+    #[allow(dead_code)]
+    pub run_root: PathBuf,
+    /// JSON output wanted.
+    pub json: bool,
+}
+
+impl Context {
+    /// From the global flags.
+    pub fn new(g: &Global) -> Self {
+        Context {
+            root: g.root.clone(),
+            run_root: g.run_root.clone(),
+            json: g.json,
+        }
+    }
+
+    /// Opens the store (shared with other berth processes).
+    pub fn store(&self) -> Result<Store> {
+        Store::open(&self.root).with_context(|| format!("opening store at {}", self.root.display()))
+    }
+}
+
+/// `--platform` or the host's.
+pub fn platform(arg: Option<&str>) -> Result<Platform> {
+    match arg {
+        Some(p) => Ok(p.parse()?),
+        None => Ok(Platform::host()),
+    }
+}
+
+/// Normalises a user's image name.
+pub fn reference(s: &str) -> Result<Reference> {
+    Reference::parse(s).map_err(Into::into)
+}
