@@ -53,7 +53,7 @@ pub fn live_blobs(store: &Store) -> Result<HashSet<String>> {
 /// Collects garbage. Ingests untouched for `ingest_grace` and not held by a writer go too.
 pub fn collect(store: &Store, ingest_grace: Duration) -> Result<GcReport> {
     let mut report = GcReport {
-        leases_expired: store.meta().write(|tx| meta::expire_leases(tx))?,
+        leases_expired: store.meta().write(meta::expire_leases)?,
         ..Default::default()
     };
     let live = live_blobs(store)?;

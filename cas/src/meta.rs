@@ -364,6 +364,6 @@ mod tests {
             m.leased(ResourceKind::Blob).expect("leased"),
             vec!["sha256:a".to_string()]
         );
-        assert_eq!(m.write(|tx| expire_leases(tx)).expect("expire"), 1);
+        assert_eq!(m.write(expire_leases).expect("expire"), 1);
     }
 }

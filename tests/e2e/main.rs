@@ -1,1 +1,11 @@
-//! e2e
+//! End-to-end tests: the real `berth` binary against real peers (skopeo, umoci,
+//! containerd, runc, the kernel). One test binary, one module per area.
+//!
+//! Where a tool or privilege is missing these tests fail, never skip: CI installs
+//! everything with scripts/setup-debian.sh and runs as root.
+
+mod support;
+
+mod store_archives;
+mod store_hostile;
+mod store_robustness;

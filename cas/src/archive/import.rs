@@ -199,7 +199,7 @@ fn check_graph(
         match kind {
             Kind::Index => {
                 let index = image::parse_index(&bytes, &format!("index {}", desc.digest()))?;
-                let chosen = image::select_manifest(&index, platform, &desc.digest().to_string())
+                let chosen = image::select_manifest(&index, platform, desc.digest().as_ref())
                     .ok()
                     .cloned();
                 for child in index.manifests() {
