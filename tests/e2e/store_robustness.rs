@@ -65,9 +65,9 @@ fn concurrent_imports_share_one_store() {
     let same = env.path("same");
     busybox_layout(&same, "same", &[]);
     let mut children = Vec::new();
-    for i in 0..8 {
+    for tar in &tars {
         children.push(
-            env.cmd(&["import", tars[i].to_str().expect("utf8")])
+            env.cmd(&["import", tar.to_str().expect("utf8")])
                 .spawn()
                 .expect("spawn"),
         );
