@@ -128,7 +128,10 @@ pub enum Error {
     /// An archive or layout refers to a file it does not contain.
     #[error("archive is missing {0}")]
     MissingEntry(String),
-    /// A name already points somewhere and overwriting was not asked for.
+    /// A step the caller plugged in (such as unpacking) failed.
+    #[error("{0}")]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
+    /// No lease by that id.
     #[error("lease {0:?} not found")]
     LeaseNotFound(String),
 }

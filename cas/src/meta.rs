@@ -1,4 +1,8 @@
-//! SQLite metadata: the source of truth for names, blobs, snapshots, containers, leases.
+//! SQLite metadata: the source of truth for names, blobs, checkouts, containers, leases.
+//!
+//! Snapshots themselves are recorded by each snapshotter in its own database (as
+//! containerd's snapshotters do); here live the things that keep them alive: images
+//! (through their layers' chainIDs), checkouts and containers.
 //!
 //! One `meta.db` per root in WAL mode with a busy timeout, so many `berth` processes can
 //! use one root at once; each logical change is one transaction. The schema version is
@@ -33,14 +37,6 @@ const MIGRATIONS: &[&str] = &[
         labels TEXT NOT NULL DEFAULT '{}'
      );
      CREATE INDEX images_by_digest ON images(digest);
-     CREATE TABLE snapshots (
-        snapshotter TEXT NOT NULL,
-        key TEXT NOT NULL,
-        parent TEXT,
-        created INTEGER NOT NULL,
-        labels TEXT NOT NULL DEFAULT '{}',
-        PRIMARY KEY (snapshotter, key)
-     );
      CREATE TABLE containers (
         id TEXT PRIMARY KEY,
         name TEXT UNIQUE,
@@ -60,6 +56,16 @@ const MIGRATIONS: &[&str] = &[
         kind TEXT NOT NULL,
         resource TEXT NOT NULL,
         PRIMARY KEY (lease, kind, resource)
+     );",
+    // 1 -> 2: checkouts (git-like working trees) and what they are based on.
+    "CREATE TABLE checkouts (
+        dir TEXT PRIMARY KEY,
+        image TEXT NOT NULL,
+        manifest TEXT NOT NULL,
+        snapshotter TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        readonly INTEGER NOT NULL,
+        created INTEGER NOT NULL
      );",
 ];
 
@@ -97,6 +103,25 @@ pub struct BlobRecord {
     pub size: u64,
     /// Media type it was first stored under.
     pub media_type: String,
+    /// Seconds since the epoch.
+    pub created: i64,
+}
+
+/// A checkout: a writable (or read-only) root filesystem mounted at `dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRecord {
+    /// Absolute path of the mount point.
+    pub dir: String,
+    /// Image name it was checked out from (`scratch` for none).
+    pub image: String,
+    /// Digest of the platform manifest it is based on (empty for scratch).
+    pub manifest: String,
+    /// Snapshotter that holds it.
+    pub snapshotter: String,
+    /// Its snapshot key.
+    pub snapshot: String,
+    /// Mounted read-only.
+    pub readonly: bool,
     /// Seconds since the epoch.
     pub created: i64,
 }
@@ -236,6 +261,56 @@ impl Meta {
         let rows = st.query_map(params![kind.as_str(), now()], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+}
+
+impl Meta {
+    /// Every checkout.
+    pub fn checkouts(&self) -> Result<Vec<CheckoutRecord>> {
+        let mut st = self.conn.prepare(
+            "SELECT dir, image, manifest, snapshotter, snapshot, readonly, created FROM checkouts ORDER BY dir",
+        )?;
+        let rows = st.query_map([], checkout_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The checkout mounted at `dir` (an absolute path).
+    pub fn checkout(&self, dir: &str) -> Result<Option<CheckoutRecord>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT dir, image, manifest, snapshotter, snapshot, readonly, created FROM checkouts WHERE dir = ?1",
+                [dir],
+                checkout_row,
+            )
+            .optional()?)
+    }
+}
+
+/// Records or replaces a checkout.
+pub fn put_checkout(tx: &Transaction<'_>, c: &CheckoutRecord) -> Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO checkouts (dir, image, manifest, snapshotter, snapshot, readonly, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![c.dir, c.image, c.manifest, c.snapshotter, c.snapshot, c.readonly, c.created],
+    )?;
+    Ok(())
+}
+
+/// Forgets a checkout.
+pub fn delete_checkout(tx: &Transaction<'_>, dir: &str) -> Result<bool> {
+    Ok(tx.execute("DELETE FROM checkouts WHERE dir = ?1", [dir])? > 0)
+}
+
+fn checkout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckoutRecord> {
+    Ok(CheckoutRecord {
+        dir: r.get(0)?,
+        image: r.get(1)?,
+        manifest: r.get(2)?,
+        snapshotter: r.get(3)?,
+        snapshot: r.get(4)?,
+        readonly: r.get(5)?,
+        created: r.get(6)?,
+    })
 }
 
 /// Records a blob (first media type wins).

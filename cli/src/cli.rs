@@ -53,6 +53,12 @@ pub struct Global {
     /// More log output on stderr (-v info, -vv debug; or BERTH_LOG=filter).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Snapshotter for new filesystems: overlay (default where the kernel allows) or native (copies).
+    #[arg(long, global = true, env = "BERTH_SNAPSHOTTER", value_name = "NAME")]
+    pub snapshotter: Option<String>,
+    /// Refuse image layers whose uncompressed size exceeds this many bytes.
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub max_layer_size: Option<u64>,
 }
 
 /// The verbs.
@@ -77,6 +83,32 @@ pub enum Command {
     Tag(TagArgs),
     /// Remove image names; their content goes at the next `berth gc`.
     Rmi(RmiArgs),
+    /// Check out an image (or `scratch`) as a writable root filesystem mounted at DIR.
+    #[command(
+        after_help = "Examples:\n  berth checkout busybox ./work\n  berth checkout scratch ./rootfs\n  berth checkout --readonly alpine /mnt/alpine"
+    )]
+    Checkout(CheckoutArgs),
+    /// List checkouts.
+    Checkouts,
+    /// Changes in a checkout against its base image, like `git status --short` (A/M/D).
+    Status(DirArg),
+    /// Summarise a checkout's changes (`--stat`: counts and bytes).
+    Diff(DiffArgs),
+    /// Turn a checkout's changes into a new layer and image; the checkout moves onto it.
+    #[command(
+        after_help = "Examples:\n  berth commit ./work localhost/tools:v1 -m \"add tools\"\n  berth commit ./work app:v2 --change 'CMD [\"/bin/app\"]' --change 'ENV MODE=prod'"
+    )]
+    Commit(CommitArgs),
+    /// An image's history, newest first.
+    Log(LogArgs),
+    /// Unmount and delete a checkout and its changes.
+    Discard(DirArg),
+    /// Mount a checkout again (after a reboot or `berth umount`).
+    Mount(DirArg),
+    /// Unmount a checkout without deleting it.
+    Umount(DirArg),
+    /// List snapshots, or remove one.
+    Snapshots(SnapshotsArgs),
     /// Remove content, snapshots and abandoned writes nothing refers to.
     Gc(GcArgs),
     /// Disk use of the store, by kind.
@@ -168,4 +200,93 @@ pub struct GcArgs {
     /// Also remove abandoned ingests younger than this many seconds.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub ingest_grace: u64,
+}
+
+/// `berth checkout`.
+#[derive(Debug, Args)]
+pub struct CheckoutArgs {
+    /// Image to check out, or `scratch` for an empty root filesystem.
+    pub image: String,
+    /// Where to mount it (created if missing; must be empty).
+    pub dir: PathBuf,
+    /// Mount read-only.
+    #[arg(long)]
+    pub readonly: bool,
+    /// Platform to resolve a multi-platform image to, as os/arch[/variant].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+/// A verb on one checkout directory.
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// The checkout's directory.
+    pub dir: PathBuf,
+}
+
+/// `berth diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The checkout's directory.
+    pub dir: PathBuf,
+    /// Counts and bytes instead of the list of paths.
+    #[arg(long)]
+    pub stat: bool,
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayerCompression {
+    /// gzip (the most widely readable).
+    Gzip,
+    /// zstd (faster, smaller; needs OCI-aware readers).
+    Zstd,
+    /// none.
+    None,
+}
+
+/// `berth commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// The checkout's directory.
+    pub dir: PathBuf,
+    /// Name for the new image.
+    pub reference: String,
+    /// Message recorded in the image history.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Author recorded in the image config and history.
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Dockerfile-style config change: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE.
+    #[arg(long = "change", short = 'c', value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Compression of the new layer.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: LayerCompression,
+}
+
+/// `berth log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Image name.
+    pub reference: String,
+}
+
+/// `berth snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    #[command(subcommand)]
+    pub command: Option<SnapshotsCommand>,
+}
+
+/// `berth snapshots rm`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotsCommand {
+    /// Remove snapshots (refused while others are based on them).
+    Rm {
+        /// Snapshot keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }

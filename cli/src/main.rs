@@ -3,10 +3,13 @@
 //! This binary is the only place that knows every crate: it parses the command line
 //! (clap), opens the store, and prints one clear line per failure.
 
+mod changes;
 mod cli;
 mod commands;
 mod context;
+mod ids;
 mod output;
+mod unpack;
 
 use std::process::ExitCode;
 

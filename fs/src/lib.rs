@@ -1,1 +1,17 @@
-//! placeholder
+//! berth's filesystems: layer apply (tar stream into a directory, hostile-input safe),
+//! snapshotters (overlay by default, a native copy fallback) and diff (a snapshot's
+//! changes back into a layer tar), plus a tree scanner for comparing results.
+//!
+//! This crate reads layers from any `impl Read` and writes diffs to any `impl Write`:
+//! it must not depend on berth's content store, exec or net crates; the only berth
+//! crate it uses is `berth-mount`, for the `Mount` value snapshotters hand out.
+
+pub mod apply;
+pub mod compression;
+pub mod diff;
+pub mod digest;
+pub mod snapshot;
+pub mod tree;
+
+pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use compression::Compression;

@@ -34,8 +34,26 @@ pub struct Imported {
     pub new_bytes: u64,
 }
 
+/// Called after an import's blobs are stored and before its names are: the place to
+/// unpack images into filesystems. An error here leaves the names unchanged.
+pub type BeforeNaming<'a> =
+    &'a mut dyn FnMut(&[(String, Descriptor)]) -> std::result::Result<(), HookError>;
+
+/// An error from a [`BeforeNaming`] hook.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Imports the archive or layout directory at `path`. All or nothing.
 pub fn import(store: &Store, path: &Path, opts: &ImportOptions) -> Result<Imported> {
+    import_with(store, path, opts, &mut |_| Ok(()))
+}
+
+/// Imports like [`import`], running `hook` once the content is stored but not yet named.
+pub fn import_with(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    hook: BeforeNaming<'_>,
+) -> Result<Imported> {
     let mut src = if path.is_dir() {
         Source::from_dir(path)?
     } else {
@@ -51,7 +69,7 @@ pub fn import(store: &Store, path: &Path, opts: &ImportOptions) -> Result<Import
             reason: "no oci-layout or manifest.json",
         });
     };
-    commit(store, &mut src, named, publish_names)
+    commit(store, &mut src, named, publish_names, hook)
 }
 
 /// Publishes the needed blobs and names the images in one step.
@@ -60,6 +78,7 @@ fn commit(
     src: &mut Source,
     named: Vec<(String, Descriptor)>,
     blobs: BTreeMap<String, (String, String)>,
+    hook: BeforeNaming<'_>,
 ) -> Result<Imported> {
     let mut publish = Vec::new();
     let mut new_bytes = 0;
@@ -75,6 +94,7 @@ fn commit(
     }
     let new_blobs = publish.len();
     store.publish(publish)?;
+    hook(&named).map_err(Error::Hook)?;
     store.meta().write(|tx| {
         for (name, desc) in &named {
             meta::put_image(

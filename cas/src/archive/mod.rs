@@ -10,7 +10,7 @@ mod import;
 mod source;
 
 pub use export::{export, ExportFormat};
-pub use import::{import, ImportOptions, Imported};
+pub use import::{import, import_with, BeforeNaming, HookError, ImportOptions, Imported};
 
 use std::io::{BufRead, BufReader, Read};
 

@@ -40,7 +40,19 @@ pub fn import(ctx: &Context, a: ImportArgs, out: &mut dyn Write) -> Result<()> {
         name: a.name.as_deref().map(reference).transpose()?,
         platform: platform(a.platform.as_deref())?,
     };
-    let imported = archive::import(&store, &a.path, &opts)
+    let snap = ctx.snapshotter()?;
+    let host = opts.platform.clone();
+    // Unpack before naming: an image whose layers cannot become a filesystem is not imported.
+    let mut unpack_all = |images: &[(String, Descriptor)]| -> Result<(), archive::HookError> {
+        for (name, desc) in images {
+            let unpacked = image::resolve(&store, desc, &host, name)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| crate::unpack::unpack(&store, snap.as_ref(), &r, ctx.limits));
+            unpacked.map_err(|e| format!("unpacking {name}: {e:#}"))?;
+        }
+        Ok(())
+    };
+    let imported = archive::import_with(&store, &a.path, &opts, &mut unpack_all)
         .with_context(|| format!("importing {}", a.path.display()))?;
     for (name, desc) in &imported.images {
         writeln!(out, "{name} {}", desc.digest())?;

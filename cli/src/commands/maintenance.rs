@@ -16,10 +16,19 @@ use crate::output;
 pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
     let store = Store::open_exclusive(&ctx.root)
         .with_context(|| format!("opening store at {}", ctx.root.display()))?;
+    let snapshots = super::snapshots::collect(ctx, &store)?;
     let report = collect::collect(&store, Duration::from_secs(a.ingest_grace))?;
     if ctx.json {
-        return output::json(out, &report);
+        return output::json(
+            out,
+            &serde_json::json!({"content": report, "snapshots": snapshots}),
+        );
     }
+    writeln!(
+        out,
+        "removed {} snapshots, {} orphaned snapshot dirs",
+        snapshots.removed, snapshots.orphans
+    )?;
     writeln!(
         out,
         "removed {} blobs ({}), {} abandoned ingests ({}), {} expired leases",

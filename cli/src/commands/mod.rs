@@ -1,7 +1,10 @@
 //! One module per group of verbs; each handler writes its results to `out`.
 
+mod checkout;
+mod commit;
 mod images;
 mod maintenance;
+mod snapshots;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +28,16 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Inspect(a) => images::inspect(&ctx, a, out),
         Command::Tag(a) => images::tag(&ctx, a, out),
         Command::Rmi(a) => images::rmi(&ctx, a, out),
+        Command::Checkout(a) => checkout::checkout(&ctx, a, out),
+        Command::Checkouts => checkout::list(&ctx, out),
+        Command::Status(a) => checkout::status(&ctx, a, out),
+        Command::Diff(a) => checkout::diff(&ctx, a, out),
+        Command::Commit(a) => commit::commit(&ctx, a, out),
+        Command::Log(a) => checkout::log(&ctx, a, out),
+        Command::Discard(a) => checkout::discard(&ctx, a, out),
+        Command::Mount(a) => checkout::mount(&ctx, a, out),
+        Command::Umount(a) => checkout::umount(&ctx, a, out),
+        Command::Snapshots(a) => snapshots::run(&ctx, a, out),
         Command::Gc(a) => maintenance::gc(&ctx, a, out),
         Command::Du => maintenance::du(&ctx, out),
         Command::Fsck => return maintenance::fsck(&ctx, out),

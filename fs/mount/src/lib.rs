@@ -5,6 +5,8 @@
 //! deliberately tiny — serde, nix and thiserror — so the execution layer can depend on
 //! it without pulling in storage, FUSE or SQLite code.
 
+mod newapi;
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +53,16 @@ pub enum MountError {
     /// The mount's target would leave the root it is applied under.
     #[error("mount target {0:?} leaves the root")]
     TargetEscapes(String),
+    /// A step of a new-mount-API overlay mount (used when the options exceed a page) failed.
+    #[error("mount overlay on {target}: {step}: {errno}")]
+    NewApi {
+        /// Which call, with the option involved.
+        step: String,
+        /// Mount point.
+        target: PathBuf,
+        /// The kernel's answer.
+        errno: nix::Error,
+    },
     /// Mount data longer than the kernel accepts in one page.
     #[error("mount options for {target} are {len} bytes, more than the kernel's {max}")]
     OptionsTooLong {
@@ -71,7 +83,12 @@ impl Mount {
     pub fn bind(source: impl Into<String>, readonly: bool) -> Self {
         let mut options = vec!["rbind".to_string()];
         options.push(if readonly { "ro" } else { "rw" }.to_string());
-        Mount { kind: "bind".into(), source: source.into(), target: String::new(), options }
+        Mount {
+            kind: "bind".into(),
+            source: source.into(),
+            target: String::new(),
+            options,
+        }
     }
 
     /// Whether the options make this mount read-only.
@@ -124,13 +141,21 @@ impl Mount {
     /// Applies this mount under `root` (the target is taken relative to it).
     ///
     /// Read-only binds need a second remount call: the kernel ignores `MS_RDONLY` on
-    /// the first bind.
+    /// the first bind. Overlay data longer than a page (many layers) goes through the new
+    /// mount API instead, one `lowerdir+` per layer (Linux >= 6.8).
     pub fn mount(&self, root: &Path) -> Result<(), MountError> {
         use nix::mount::{mount, MsFlags};
         let target = self.resolved_target(root)?;
         let (flags, data) = self.flags_and_data();
+        if data.len() > MAX_MOUNT_DATA && self.kind == "overlay" {
+            return newapi::mount_overlay(&data, flags, &target);
+        }
         if data.len() > MAX_MOUNT_DATA {
-            return Err(MountError::OptionsTooLong { target, len: data.len(), max: MAX_MOUNT_DATA });
+            return Err(MountError::OptionsTooLong {
+                target,
+                len: data.len(),
+                max: MAX_MOUNT_DATA,
+            });
         }
         let err = |errno| MountError::Mount {
             kind: self.kind.clone(),
@@ -169,9 +194,16 @@ pub fn unmount(target: &Path) -> Result<(), MountError> {
     use nix::mount::{umount2, MntFlags};
     match umount2(target, MntFlags::empty()) {
         Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => Ok(()),
-        Err(nix::Error::EBUSY) => umount2(target, MntFlags::MNT_DETACH)
-            .map_err(|errno| MountError::Unmount { target: target.to_path_buf(), errno }),
-        Err(errno) => Err(MountError::Unmount { target: target.to_path_buf(), errno }),
+        Err(nix::Error::EBUSY) => {
+            umount2(target, MntFlags::MNT_DETACH).map_err(|errno| MountError::Unmount {
+                target: target.to_path_buf(),
+                errno,
+            })
+        }
+        Err(errno) => Err(MountError::Unmount {
+            target: target.to_path_buf(),
+            errno,
+        }),
     }
 }
 
@@ -187,13 +219,17 @@ pub fn unmount_recursive(target: &Path) -> Result<(), MountError> {
 
 /// Whether something is mounted exactly at `path`.
 pub fn is_mount_point(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else { return false };
-    mount_points_under(&canon).iter().any(|p| *p == canon)
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    mount_points_under(&canon).contains(&canon)
 }
 
 /// Mount points at or under `dir`, from /proc/self/mountinfo.
 pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(|p| PathBuf::from(unescape_mountinfo(p)))
@@ -230,7 +266,11 @@ mod tests {
             kind: "overlay".into(),
             source: "overlay".into(),
             target: String::new(),
-            options: vec!["lowerdir=/a:/b".into(), "upperdir=/u".into(), "workdir=/w".into()],
+            options: vec![
+                "lowerdir=/a:/b".into(),
+                "upperdir=/u".into(),
+                "workdir=/w".into(),
+            ],
         };
         let v = serde_json::to_value(&m).expect("serialize");
         assert_eq!(v["type"], "overlay");
@@ -240,10 +280,22 @@ mod tests {
 
     #[test]
     fn targets_cannot_climb_out() {
-        let m = Mount { target: "../etc".into(), ..Mount::bind("/x", true) };
-        assert!(matches!(m.resolved_target(Path::new("/r")), Err(MountError::TargetEscapes(_))));
-        let m = Mount { target: "/dev/shm".into(), ..Mount::bind("/x", true) };
-        assert_eq!(m.resolved_target(Path::new("/r")).expect("inside"), Path::new("/r/dev/shm"));
+        let m = Mount {
+            target: "../etc".into(),
+            ..Mount::bind("/x", true)
+        };
+        assert!(matches!(
+            m.resolved_target(Path::new("/r")),
+            Err(MountError::TargetEscapes(_))
+        ));
+        let m = Mount {
+            target: "/dev/shm".into(),
+            ..Mount::bind("/x", true)
+        };
+        assert_eq!(
+            m.resolved_target(Path::new("/r")).expect("inside"),
+            Path::new("/r/dev/shm")
+        );
     }
 
     #[test]

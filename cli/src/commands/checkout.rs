@@ -1,0 +1,319 @@
+//! Git-like verbs on root filesystems: checkout, checkouts, status, diff, commit, log,
+//! discard, mount, umount.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use berth_cas::image;
+use berth_cas::meta::{self, CheckoutRecord};
+use berth_cas::Store;
+use berth_fs::snapshot::Snapshotter;
+use serde::Serialize;
+
+use super::images::{find_image, target};
+use crate::cli::{CheckoutArgs, DirArg, LogArgs};
+use crate::context::{platform, Context};
+use crate::{ids, output, unpack};
+
+/// The name `berth checkout` takes for an empty root filesystem.
+pub const SCRATCH: &str = "scratch";
+
+/// An absolute, symlink-free form of a checkout directory (it must exist).
+pub fn canonical_dir(dir: &Path) -> Result<PathBuf> {
+    dir.canonicalize()
+        .with_context(|| format!("{}: no such directory", dir.display()))
+}
+
+/// The checkout recorded at `dir`.
+pub fn find_checkout(store: &Store, dir: &Path) -> Result<CheckoutRecord> {
+    let canon = canonical_dir(dir)?;
+    let key = canon.to_string_lossy();
+    store
+        .meta()
+        .checkout(&key)?
+        .with_context(|| format!("{} is not a berth checkout", dir.display()))
+}
+
+/// Prepares a snapshot of `image` (or scratch) and returns (manifest digest, parent chainID).
+pub fn base_of(
+    ctx: &Context,
+    store: &Store,
+    snap: &dyn Snapshotter,
+    image_ref: &str,
+    plat: Option<&str>,
+) -> Result<(String, String, Option<String>)> {
+    if image_ref == SCRATCH {
+        return Ok((SCRATCH.to_string(), String::new(), None));
+    }
+    let img = find_image(store, image_ref)?;
+    let resolved = image::resolve(store, &target(&img)?, &platform(plat)?, &img.name)?;
+    let top = unpack::unpack(store, snap, &resolved, ctx.limits)?;
+    Ok((img.name, resolved.manifest_desc.digest().to_string(), top))
+}
+
+pub fn checkout(ctx: &Context, a: CheckoutArgs, out: &mut dyn Write) -> Result<()> {
+    if a.readonly && a.image == SCRATCH {
+        bail!("a read-only checkout of scratch would be an empty directory; drop --readonly");
+    }
+    let store = ctx.store()?;
+    let snap = ctx.snapshotter()?;
+    std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    let dir = canonical_dir(&a.dir)?;
+    if store.meta().checkout(&dir.to_string_lossy())?.is_some() {
+        bail!("{} is already a checkout", a.dir.display());
+    }
+    if std::fs::read_dir(&dir)?.next().is_some() {
+        bail!(
+            "{} is not empty; a checkout would hide its contents",
+            a.dir.display()
+        );
+    }
+    let (image_name, manifest, parent) =
+        base_of(ctx, &store, snap.as_ref(), &a.image, a.platform.as_deref())?;
+    let key = format!("checkout-{}", ids::random_hex(8)?);
+    let mounts = if a.readonly {
+        snap.view(&key, parent.as_deref())?
+    } else {
+        snap.prepare(&key, parent.as_deref())?
+    };
+    let record = CheckoutRecord {
+        dir: dir.to_string_lossy().into_owned(),
+        image: image_name,
+        manifest,
+        snapshotter: unpack::kind_name(snap.kind()).to_string(),
+        snapshot: key.clone(),
+        readonly: a.readonly,
+        created: meta::now(),
+    };
+    // Record first: a crash after this leaves a checkout `berth mount` or `discard` can handle.
+    store.meta().write(|tx| meta::put_checkout(tx, &record))?;
+    if let Err(e) = berth_mount::mount_all(&mounts, &dir) {
+        let _ = store
+            .meta()
+            .write(|tx| meta::delete_checkout(tx, &record.dir));
+        let _ = snap.remove(&key);
+        return Err(e).with_context(|| format!("mounting {}", dir.display()));
+    }
+    writeln!(out, "checked out {} at {}", record.image, dir.display())?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct CheckoutRow {
+    dir: String,
+    image: String,
+    manifest: String,
+    snapshotter: String,
+    snapshot: String,
+    readonly: bool,
+    mounted: bool,
+    created: String,
+}
+
+pub fn list(ctx: &Context, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let rows: Vec<CheckoutRow> = store
+        .meta()
+        .checkouts()?
+        .into_iter()
+        .map(|c| CheckoutRow {
+            mounted: berth_mount::is_mount_point(Path::new(&c.dir)),
+            created: output::rfc3339(c.created),
+            dir: c.dir,
+            image: c.image,
+            manifest: c.manifest,
+            snapshotter: c.snapshotter,
+            snapshot: c.snapshot,
+            readonly: c.readonly,
+        })
+        .collect();
+    if ctx.json {
+        return output::json(out, &rows);
+    }
+    let mut table = vec![vec![
+        "DIR".into(),
+        "IMAGE".into(),
+        "SNAPSHOT".into(),
+        "STATE".into(),
+    ]];
+    for r in rows {
+        let state = match (r.mounted, r.readonly) {
+            (false, _) => "unmounted",
+            (true, true) => "mounted ro",
+            (true, false) => "mounted",
+        };
+        table.push(vec![
+            r.dir,
+            r.image,
+            format!("{}/{}", r.snapshotter, r.snapshot),
+            state.into(),
+        ]);
+    }
+    output::table(out, &table)
+}
+
+/// Mounts a recorded checkout if it is not mounted.
+pub fn ensure_mounted(ctx: &Context, c: &CheckoutRecord) -> Result<()> {
+    let dir = Path::new(&c.dir);
+    if berth_mount::is_mount_point(dir) {
+        return Ok(());
+    }
+    let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mounts = snap.mounts(&c.snapshot)?;
+    berth_mount::mount_all(&mounts, dir).with_context(|| format!("mounting {}", dir.display()))
+}
+
+pub fn mount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let c = find_checkout_by_path(&store, &a.dir)?;
+    ensure_mounted(ctx, &c)?;
+    writeln!(out, "mounted {}", c.dir)?;
+    Ok(())
+}
+
+/// Like [`find_checkout`], but also finds a checkout whose directory is gone.
+fn find_checkout_by_path(store: &Store, dir: &Path) -> Result<CheckoutRecord> {
+    if let Ok(c) = find_checkout(store, dir) {
+        return Ok(c);
+    }
+    let abs = std::path::absolute(dir)?;
+    store
+        .meta()
+        .checkout(&abs.to_string_lossy())?
+        .with_context(|| format!("{} is not a berth checkout", dir.display()))
+}
+
+pub fn umount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let c = find_checkout_by_path(&store, &a.dir)?;
+    berth_mount::unmount_recursive(Path::new(&c.dir))?;
+    writeln!(out, "unmounted {}", c.dir)?;
+    Ok(())
+}
+
+pub fn discard(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let c = find_checkout_by_path(&store, &a.dir)?;
+    let dir = Path::new(&c.dir);
+    berth_mount::unmount_recursive(dir)?;
+    let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    match snap.remove(&c.snapshot) {
+        Ok(()) | Err(berth_fs::snapshot::SnapshotError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    store.meta().write(|tx| meta::delete_checkout(tx, &c.dir))?;
+    let _ = std::fs::remove_dir(dir); // only if empty: never delete what the user put there
+    writeln!(out, "discarded {}", c.dir)?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct HistoryRow {
+    created: String,
+    created_by: String,
+    author: String,
+    comment: String,
+    empty_layer: bool,
+}
+
+pub fn log(ctx: &Context, a: LogArgs, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let img = find_image(&store, &a.reference)?;
+    let r = image::resolve(&store, &target(&img)?, &platform(None)?, &img.name)?;
+    let config: serde_json::Value = serde_json::from_slice(&r.config_raw)?;
+    let text = |v: &serde_json::Value, k: &str| {
+        v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+    };
+    let mut rows: Vec<HistoryRow> = config
+        .get("history")
+        .and_then(|h| h.as_array())
+        .map(|h| {
+            h.iter()
+                .map(|e| HistoryRow {
+                    created: text(e, "created"),
+                    created_by: text(e, "created_by"),
+                    author: text(e, "author"),
+                    comment: text(e, "comment"),
+                    empty_layer: e
+                        .get("empty_layer")
+                        .and_then(|b| b.as_bool())
+                        .unwrap_or(false),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rows.reverse();
+    if ctx.json {
+        return output::json(out, &rows);
+    }
+    for r in rows {
+        let what = if r.comment.is_empty() {
+            &r.created_by
+        } else {
+            &r.comment
+        };
+        let who = if r.author.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.author)
+        };
+        writeln!(out, "{}  {}{}", r.created, what, who)?;
+    }
+    Ok(())
+}
+
+pub fn status(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let c = find_checkout_by_path(&store, &a.dir)?;
+    let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    let changes = berth_fs::diff::changes(snap.as_ref(), &c.snapshot)?;
+    if ctx.json {
+        let rows: Vec<serde_json::Value> = changes
+            .iter()
+            .map(|ch| serde_json::json!({"kind": ch.kind.letter().to_string(), "path": ch.path.to_string_lossy()}))
+            .collect();
+        return output::json(out, &rows);
+    }
+    for ch in changes {
+        writeln!(out, "{} {}", ch.kind.letter(), ch.path.display())?;
+    }
+    Ok(())
+}
+
+pub fn diff(ctx: &Context, a: crate::cli::DiffArgs, out: &mut dyn Write) -> Result<()> {
+    let store = ctx.store()?;
+    let c = find_checkout_by_path(&store, &a.dir)?;
+    let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    if !a.stat {
+        return status(ctx, DirArg { dir: a.dir }, out);
+    }
+    let changes = berth_fs::diff::changes(snap.as_ref(), &c.snapshot)?;
+    let count = |k: berth_fs::diff::ChangeKind| changes.iter().filter(|ch| ch.kind == k).count();
+    let stats = berth_fs::diff::write_diff(
+        snap.as_ref(),
+        &c.snapshot,
+        std::io::sink(),
+        berth_fs::Compression::None,
+    )?;
+    let (added, modified, deleted) = (
+        count(berth_fs::diff::ChangeKind::Added),
+        count(berth_fs::diff::ChangeKind::Modified),
+        count(berth_fs::diff::ChangeKind::Deleted),
+    );
+    if ctx.json {
+        return output::json(
+            out,
+            &serde_json::json!({"added": added, "modified": modified, "deleted": deleted,
+                "content_bytes": stats.content_bytes, "layer_bytes": stats.uncompressed_size}),
+        );
+    }
+    writeln!(
+        out,
+        "{added} added, {modified} modified, {deleted} deleted; {} of file content, {} as an uncompressed layer",
+        output::size(stats.content_bytes),
+        output::size(stats.uncompressed_size)
+    )?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The overlay snapshotter: `<root>/snapshots/<id>/fs` holds one layer (or an active
+//! snapshot's upper dir), `/work` the overlay workdir of actives. Mounts stack the
+//! parents' `fs` dirs as lowerdirs, nearest parent first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_mount::Mount;
+
+use super::meta::{Record, Store};
+use super::{io_err, usage, Info, Kind, SnapshotError, Snapshotter, SnapshotterKind, Usage};
+
+/// Overlayfs-backed snapshots: each layer directory holds only its own changes.
+pub struct OverlaySnapshotter {
+    store: Store,
+}
+
+impl OverlaySnapshotter {
+    /// Opens (creating) an overlay snapshotter rooted at `root`.
+    pub fn open(root: &Path) -> Result<Self, SnapshotError> {
+        Ok(OverlaySnapshotter {
+            store: Store::open(root)?,
+        })
+    }
+
+    fn build(&self, work: bool) -> Result<PathBuf, SnapshotError> {
+        let tmp = self.store.temp_dir("new");
+        let fs = tmp.join("fs");
+        std::fs::create_dir_all(&fs).map_err(io_err("creating", &fs))?;
+        if work {
+            let w = tmp.join("work");
+            std::fs::create_dir(&w).map_err(io_err("creating", &w))?;
+        }
+        Ok(tmp)
+    }
+
+    fn create(
+        &self,
+        key: &str,
+        parent: Option<&str>,
+        kind: Kind,
+    ) -> Result<Vec<Mount>, SnapshotError> {
+        let tmp = self.build(kind == Kind::Active)?;
+        let rec = self.store.create(key, parent, kind, &tmp);
+        if rec.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        self.mounts_of(&rec?)
+    }
+
+    fn fs_of(&self, rec: &Record) -> PathBuf {
+        self.store.dir(rec.id).join("fs")
+    }
+
+    fn mounts_of(&self, rec: &Record) -> Result<Vec<Mount>, SnapshotError> {
+        let chain = self.store.chain(&rec.info.key)?;
+        let lowers: Vec<String> = chain[1..]
+            .iter()
+            .map(|r| self.fs_of(r).display().to_string())
+            .collect();
+        let own = self.fs_of(rec).display().to_string();
+        let overlay = |mut options: Vec<String>| {
+            options.push(format!("lowerdir={}", lowers.join(":")));
+            Mount {
+                kind: "overlay".into(),
+                source: "overlay".into(),
+                target: String::new(),
+                options,
+            }
+        };
+        Ok(match (rec.info.kind, lowers.len()) {
+            (Kind::Committed, _) => {
+                return Err(SnapshotError::WrongKind {
+                    key: rec.info.key.clone(),
+                    actual: Kind::Committed,
+                    expected: Kind::Active,
+                })
+            }
+            (Kind::Active, 0) => vec![Mount::bind(own, false)],
+            (Kind::Active, _) => {
+                let work = self.store.dir(rec.id).join("work").display().to_string();
+                vec![overlay(vec![
+                    "index=off".into(),
+                    format!("workdir={work}"),
+                    format!("upperdir={own}"),
+                ])]
+            }
+            (Kind::View, 0) => vec![Mount::bind(own, true)],
+            (Kind::View, 1) => vec![Mount::bind(lowers[0].clone(), true)],
+            (Kind::View, _) => vec![overlay(vec!["ro".into(), "index=off".into()])],
+        })
+    }
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn kind(&self) -> SnapshotterKind {
+        SnapshotterKind::Overlay
+    }
+
+    fn root(&self) -> &Path {
+        self.store.root()
+    }
+
+    fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
+        self.create(key, parent, Kind::Active)
+    }
+
+    fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
+        self.create(key, parent, Kind::View)
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>, SnapshotError> {
+        self.mounts_of(&self.store.get(key)?)
+    }
+
+    fn commit(&self, name: &str, key: &str) -> Result<(), SnapshotError> {
+        self.store.commit(name, key, None)
+    }
+
+    fn commit_with_parent(
+        &self,
+        name: &str,
+        key: &str,
+        parent: Option<&str>,
+    ) -> Result<(), SnapshotError> {
+        self.store.commit(name, key, Some(parent))
+    }
+
+    fn remove(&self, key: &str) -> Result<(), SnapshotError> {
+        self.store.remove(key)
+    }
+
+    fn stat(&self, key: &str) -> Result<Info, SnapshotError> {
+        Ok(self.store.get(key)?.info)
+    }
+
+    fn update_labels(
+        &self,
+        key: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Info, SnapshotError> {
+        Ok(self.store.set_labels(key, &labels)?.info)
+    }
+
+    fn usage(&self, key: &str) -> Result<Usage, SnapshotError> {
+        usage::usage(&self.fs_of(&self.store.get(key)?))
+    }
+
+    fn list(&self) -> Result<Vec<Info>, SnapshotError> {
+        Ok(self.store.list()?.into_iter().map(|r| r.info).collect())
+    }
+
+    fn fs_dir(&self, key: &str) -> Result<PathBuf, SnapshotError> {
+        Ok(self.fs_of(&self.store.get(key)?))
+    }
+
+    fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>, SnapshotError> {
+        Ok(self.store.chain(key)?[1..]
+            .iter()
+            .map(|r| self.fs_of(r))
+            .collect())
+    }
+
+    fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {
+        self.store.cleanup()
+    }
+}
+
+/// Whether an overlay can be mounted with its dirs under `root`.
+pub(super) fn probe(root: &Path) -> bool {
+    let dir = root.join(format!("overlay-probe-{}", std::process::id()));
+    let ok = probe_in(&dir).is_ok();
+    let _ = berth_mount::unmount(&dir.join("merged"));
+    let _ = std::fs::remove_dir_all(&dir);
+    ok
+}
+
+fn probe_in(dir: &Path) -> Result<(), SnapshotError> {
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir_all(dir.join(d)).map_err(io_err("creating", dir))?;
+    }
+    let p = |d: &str| dir.join(d).display().to_string();
+    let m = Mount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        target: String::new(),
+        options: vec![
+            "index=off".into(),
+            format!("lowerdir={}", p("lower")),
+            format!("upperdir={}", p("upper")),
+            format!("workdir={}", p("work")),
+        ],
+    };
+    m.mount(&dir.join("merged"))?;
+    berth_mount::unmount(&dir.join("merged"))?;
+    Ok(())
+}
