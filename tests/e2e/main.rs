@@ -6,6 +6,8 @@
 
 mod support;
 
+mod fs_checkout;
+mod fs_fixtures;
 mod store_archives;
 mod store_hostile;
 mod store_robustness;
