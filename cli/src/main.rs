@@ -7,6 +7,7 @@ mod changes;
 mod cli;
 mod commands;
 mod context;
+mod faults;
 mod ids;
 mod output;
 mod unpack;

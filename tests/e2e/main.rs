@@ -7,7 +7,9 @@
 mod support;
 
 mod fs_checkout;
+mod fs_crash;
 mod fs_fixtures;
+mod fs_hostile;
 mod store_archives;
 mod store_hostile;
 mod store_robustness;

@@ -25,14 +25,82 @@ pub fn canonical_dir(dir: &Path) -> Result<PathBuf> {
         .with_context(|| format!("{}: no such directory", dir.display()))
 }
 
-/// The checkout recorded at `dir`.
-pub fn find_checkout(store: &Store, dir: &Path) -> Result<CheckoutRecord> {
+/// The checkout recorded at `dir` (which must exist), reconciled with what is mounted.
+pub fn find_checkout(ctx: &Context, store: &Store, dir: &Path) -> Result<CheckoutRecord> {
     let canon = canonical_dir(dir)?;
     let key = canon.to_string_lossy();
-    store
+    let rec = store
         .meta()
         .checkout(&key)?
-        .with_context(|| format!("{} is not a berth checkout", dir.display()))
+        .with_context(|| format!("{} is not a berth checkout", dir.display()))?;
+    reconcile(ctx, store, rec)
+}
+
+/// Labels on a checkout's snapshot, so an interrupted `commit` can be finished: they say
+/// which checkout the snapshot is for and which image it is based on.
+pub fn checkout_labels(
+    dir: &str,
+    image: &str,
+    manifest: &str,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        ("berth.checkout", dir),
+        ("berth.image", image),
+        ("berth.manifest", manifest),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// If a commit was killed after mounting the checkout's new snapshot but before
+/// recording it, the mount is the truth: adopt the mounted snapshot.
+fn reconcile(ctx: &Context, store: &Store, rec: CheckoutRecord) -> Result<CheckoutRecord> {
+    let Some(mounted) = berth_mount::mount_info(Path::new(&rec.dir)) else {
+        return Ok(rec);
+    };
+    let snap = ctx.snapshotter_named(&rec.snapshotter)?;
+    if snap
+        .fs_dir(&rec.snapshot)
+        .is_ok_and(|d| is_mounted_from(&mounted, &d))
+    {
+        return Ok(rec);
+    }
+    for info in snap.list()? {
+        let for_this = info
+            .labels
+            .get("berth.checkout")
+            .is_some_and(|d| *d == rec.dir);
+        if !for_this
+            || !snap
+                .fs_dir(&info.key)
+                .is_ok_and(|d| is_mounted_from(&mounted, &d))
+        {
+            continue;
+        }
+        let label = |k: &str| info.labels.get(k).cloned().unwrap_or_default();
+        let next = CheckoutRecord {
+            snapshot: info.key.clone(),
+            image: label("berth.image"),
+            manifest: label("berth.manifest"),
+            ..rec.clone()
+        };
+        store.meta().write(|tx| meta::put_checkout(tx, &next))?;
+        let _ = snap.remove(&rec.snapshot);
+        return Ok(next);
+    }
+    Ok(rec)
+}
+
+/// Whether a mount shows the snapshot directory `dir` (as overlay upper or bind source).
+fn is_mounted_from(m: &berth_mount::MountInfo, dir: &Path) -> bool {
+    let d = dir.to_string_lossy();
+    let upper = m
+        .super_options
+        .split(',')
+        .any(|o| o.strip_prefix("upperdir=") == Some(d.as_ref()));
+    let root = m.root.trim_start_matches('/');
+    upper || (m.fstype != "overlay" && !root.is_empty() && dir.ends_with(root))
 }
 
 /// Prepares a snapshot of `image` (or scratch) and returns (manifest digest, parent chainID).
@@ -77,6 +145,10 @@ pub fn checkout(ctx: &Context, a: CheckoutArgs, out: &mut dyn Write) -> Result<(
     } else {
         snap.prepare(&key, parent.as_deref())?
     };
+    snap.update_labels(
+        &key,
+        checkout_labels(&dir.to_string_lossy(), &image_name, &manifest),
+    )?;
     let record = CheckoutRecord {
         dir: dir.to_string_lossy().into_owned(),
         image: image_name,
@@ -167,16 +239,16 @@ pub fn ensure_mounted(ctx: &Context, c: &CheckoutRecord) -> Result<()> {
 
 pub fn mount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout_by_path(&store, &a.dir)?;
+    let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     ensure_mounted(ctx, &c)?;
     writeln!(out, "mounted {}", c.dir)?;
     Ok(())
 }
 
 /// Like [`find_checkout`], but also finds a checkout whose directory is gone.
-fn find_checkout_by_path(store: &Store, dir: &Path) -> Result<CheckoutRecord> {
-    if let Ok(c) = find_checkout(store, dir) {
-        return Ok(c);
+fn find_checkout_by_path(ctx: &Context, store: &Store, dir: &Path) -> Result<CheckoutRecord> {
+    if dir.exists() {
+        return find_checkout(ctx, store, dir);
     }
     let abs = std::path::absolute(dir)?;
     store
@@ -187,7 +259,7 @@ fn find_checkout_by_path(store: &Store, dir: &Path) -> Result<CheckoutRecord> {
 
 pub fn umount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout_by_path(&store, &a.dir)?;
+    let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     berth_mount::unmount_recursive(Path::new(&c.dir))?;
     writeln!(out, "unmounted {}", c.dir)?;
     Ok(())
@@ -195,7 +267,7 @@ pub fn umount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
 
 pub fn discard(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout_by_path(&store, &a.dir)?;
+    let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     let dir = Path::new(&c.dir);
     berth_mount::unmount_recursive(dir)?;
     let snap = ctx.snapshotter_named(&c.snapshotter)?;
@@ -266,7 +338,7 @@ pub fn log(ctx: &Context, a: LogArgs, out: &mut dyn Write) -> Result<()> {
 
 pub fn status(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout_by_path(&store, &a.dir)?;
+    let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     let snap = ctx.snapshotter_named(&c.snapshotter)?;
     let changes = berth_fs::diff::changes(snap.as_ref(), &c.snapshot)?;
     if ctx.json {
@@ -284,7 +356,7 @@ pub fn status(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
 
 pub fn diff(ctx: &Context, a: crate::cli::DiffArgs, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout_by_path(&store, &a.dir)?;
+    let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     let snap = ctx.snapshotter_named(&c.snapshotter)?;
     if !a.stat {
         return status(ctx, DirArg { dir: a.dir }, out);

@@ -17,14 +17,14 @@ use berth_cas::{media, Store};
 use berth_fs::snapshot::Snapshotter;
 use serde_json::{json, Value};
 
-use super::checkout::find_checkout;
+use super::checkout::{checkout_labels, find_checkout};
 use crate::cli::{CommitArgs, LayerCompression};
 use crate::context::{reference, Context};
-use crate::{changes, ids, output, unpack};
+use crate::{changes, faults, ids, output, unpack};
 
 pub fn commit(ctx: &Context, a: CommitArgs, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
-    let c = find_checkout(&store, &a.dir)?;
+    let c = find_checkout(ctx, &store, &a.dir)?;
     if c.readonly {
         bail!("{} is a read-only checkout; nothing to commit", c.dir);
     }
@@ -75,6 +75,7 @@ pub fn commit(ctx: &Context, a: CommitArgs, out: &mut dyn Write) -> Result<()> {
             media_type: media::OCI_MANIFEST.into(),
         },
     ])?;
+    faults::point("commit-published");
     store.meta().write(|tx| {
         meta::put_image(
             tx,
@@ -85,6 +86,7 @@ pub fn commit(ctx: &Context, a: CommitArgs, out: &mut dyn Write) -> Result<()> {
         )
     })?;
     store.sync_index_json()?;
+    faults::point("commit-named");
 
     let desc = image::descriptor(media::OCI_MANIFEST, &manifest_digest, manifest_size)?;
     let resolved = image::resolve(&store, &desc, &berth_cas::Platform::host(), &name)?;
@@ -194,6 +196,14 @@ fn switch(
 ) -> Result<()> {
     let key = format!("checkout-{}", ids::random_hex(8)?);
     let mounts = snap.prepare(&key, top)?;
+    snap.update_labels(&key, checkout_labels(&c.dir, name, manifest))?;
+    // Killed from here on, `find_checkout` finishes the job from what is mounted.
+    let dir = Path::new(&c.dir);
+    faults::point("commit-before-switch");
+    berth_mount::unmount_recursive(dir)?;
+    berth_mount::mount_all(&mounts, dir)
+        .with_context(|| format!("mounting {} (run `berth mount {}`)", c.dir, c.dir))?;
+    faults::point("commit-switched");
     let next = CheckoutRecord {
         image: name.into(),
         manifest: manifest.into(),
@@ -201,10 +211,6 @@ fn switch(
         ..c.clone()
     };
     store.meta().write(|tx| meta::put_checkout(tx, &next))?;
-    let dir = Path::new(&c.dir);
-    berth_mount::unmount_recursive(dir)?;
-    berth_mount::mount_all(&mounts, dir)
-        .with_context(|| format!("mounting {} (run `berth mount {}`)", c.dir, c.dir))?;
     snap.remove(&c.snapshot)
         .with_context(|| format!("removing the old snapshot {}", c.snapshot))?;
     Ok(())

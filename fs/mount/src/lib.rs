@@ -237,6 +237,45 @@ pub fn mount_points_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// What /proc/self/mountinfo says about one mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    /// The path inside the source filesystem that is mounted (a bind's source).
+    pub root: String,
+    /// Mount point.
+    pub mount_point: PathBuf,
+    /// Filesystem type (`overlay`, `ext4`, ...).
+    pub fstype: String,
+    /// Mount source (`overlay`, `/dev/vda`, ...).
+    pub source: String,
+    /// Per-superblock options (`lowerdir=…,upperdir=…` for overlays).
+    pub super_options: String,
+}
+
+/// The topmost mount exactly at `path`, if any.
+pub fn mount_info(path: &Path) -> Option<MountInfo> {
+    let canon = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(parse_mountinfo_line)
+        .filter(|m| m.mount_point == canon)
+        .last()
+}
+
+/// `id parent maj:min root mountpoint opts [optional…] - fstype source superopts`.
+fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let (head, tail) = line.split_once(" - ")?;
+    let head: Vec<&str> = head.split(' ').collect();
+    let mut tail = tail.splitn(3, ' ');
+    Some(MountInfo {
+        root: unescape_mountinfo(head.get(3)?),
+        mount_point: PathBuf::from(unescape_mountinfo(head.get(4)?)),
+        fstype: tail.next()?.to_string(),
+        source: unescape_mountinfo(tail.next()?),
+        super_options: tail.next().unwrap_or("").to_string(),
+    })
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
@@ -305,6 +344,16 @@ mod tests {
         assert!(flags.contains(nix::mount::MsFlags::MS_RDONLY | nix::mount::MsFlags::MS_BIND));
         assert!(data.is_empty());
         assert!(m.is_readonly());
+    }
+
+    #[test]
+    fn mountinfo_lines_parse() {
+        let l = "36 35 98:0 /mnt1 /mnt/a\\040b rw,noatime master:1 - overlay overlay rw,lowerdir=/l,upperdir=/u";
+        let m = parse_mountinfo_line(l).expect("parses");
+        assert_eq!(m.root, "/mnt1");
+        assert_eq!(m.mount_point, Path::new("/mnt/a b"));
+        assert_eq!(m.fstype, "overlay");
+        assert_eq!(m.super_options, "rw,lowerdir=/l,upperdir=/u");
     }
 
     #[test]
