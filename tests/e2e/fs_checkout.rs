@@ -323,3 +323,83 @@ fn shared_layers_unpack_once_and_gc_keeps_what_is_used() {
     assert!(snapshots(&env).is_empty());
     env.assert_sound();
 }
+
+/// `umount` keeps the checkout and its changes; `mount` brings it back (as after a reboot).
+/// A parent snapshot with children cannot be removed.
+#[test]
+fn umount_and_mount_keep_changes() {
+    need_root();
+    let env = Env::new();
+    let layout = env.path("layout");
+    crate::support::busybox_layout(&layout, "bb", &[]);
+    env.ok(&[
+        "import",
+        "--name",
+        "localhost/bb:v1",
+        layout.to_str().expect("utf8"),
+    ]);
+    let co = Checkout::new(&env, "localhost/bb:v1", "co", &[]);
+    std::fs::write(co.dir.join("kept"), "yes").expect("write");
+    co.berth(&["umount", co.path()]);
+    assert!(!berth_mount::is_mount_point(&co.dir));
+    assert!(!co.dir.join("kept").exists());
+    let listed: serde_json::Value =
+        serde_json::from_str(&env.ok(&["checkouts", "--json"])).expect("json");
+    assert_eq!(listed[0]["mounted"], false);
+    co.berth(&["mount", co.path()]);
+    assert_eq!(
+        std::fs::read_to_string(co.dir.join("kept")).expect("read"),
+        "yes"
+    );
+    assert_eq!(co.berth(&["status", co.path()]), "A /kept\n");
+    let snaps: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["snapshots", "--json"])).expect("json");
+    let base = snaps
+        .iter()
+        .find(|s| s["kind"] == "committed")
+        .expect("base layer")["key"]
+        .as_str()
+        .expect("key")
+        .to_string();
+    let err = env.fails(&["snapshots", "rm", &base]);
+    assert!(err.contains("child"), "{err}");
+}
+
+/// zstd and uncompressed layers: commit writes them, a fresh store imports the export
+/// and checks out the same tree.
+#[test]
+fn commit_with_zstd_and_no_compression() {
+    need_root();
+    let env = Env::new();
+    let layout = env.path("layout");
+    crate::support::busybox_layout(&layout, "bb", &[]);
+    env.ok(&[
+        "import",
+        "--name",
+        "localhost/bb:v1",
+        layout.to_str().expect("utf8"),
+    ]);
+    let co = Checkout::new(&env, "localhost/bb:v1", "co", &[]);
+    for (i, compression) in ["zstd", "none"].iter().enumerate() {
+        std::fs::write(
+            co.dir.join(format!("file-{compression}")),
+            "x".repeat(10_000),
+        )
+        .expect("write");
+        let name = format!("localhost/bb:{compression}");
+        co.berth(&["commit", co.path(), &name, "--compression", compression]);
+        let inspect: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", "--json", &name])).expect("json");
+        let want = [
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            "application/vnd.oci.image.layer.v1.tar",
+        ][i];
+        assert_eq!(inspect["layers"][i + 1]["media_type"], want);
+        let tar = env.path(&format!("{compression}.tar"));
+        env.ok(&["export", &name, tar.to_str().expect("utf8")]);
+        let fresh = Env::new();
+        fresh.ok(&["import", tar.to_str().expect("utf8")]);
+        let other = Checkout::readonly(&fresh, &name, "other", &[]);
+        assert_same_tree(&co.dir, &other.dir);
+    }
+}
