@@ -38,6 +38,7 @@ fn commit_killed_midway_leaves_a_usable_checkout() {
         add_payload(co.path(), &round.to_string());
         let mut child = env
             .cmd(&["commit", co.path(), "localhost/crash:v1"])
+            .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
         std::thread::sleep(full.mul_f64(fraction));

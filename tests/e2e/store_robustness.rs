@@ -26,7 +26,11 @@ fn import_survives_sigkill_at_any_point() {
     let full = start.elapsed();
 
     for fraction in [0.05, 0.2, 0.4, 0.6, 0.8, 0.95] {
-        let mut child = env.cmd(&["import", tar]).spawn().expect("spawn");
+        let mut child = env
+            .cmd(&["import", tar])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
         std::thread::sleep(full.mul_f64(fraction));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -68,6 +72,7 @@ fn concurrent_imports_share_one_store() {
     for tar in &tars {
         children.push(
             env.cmd(&["import", tar.to_str().expect("utf8")])
+                .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("spawn"),
         );
@@ -78,6 +83,7 @@ fn concurrent_imports_share_one_store() {
                 "localhost/same:v1",
                 same.to_str().expect("utf8"),
             ])
+            .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn"),
         );
