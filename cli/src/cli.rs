@@ -115,6 +115,9 @@ pub enum Command {
     Du,
     /// Re-hash every blob and check every reference; exit status 1 if anything is wrong.
     Fsck,
+    /// Network namespaces, links, addresses and routes (iproute2's words).
+    #[command(after_help = NET_HELP)]
+    Net(NetArgs),
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  berth completion bash > /etc/bash_completion.d/berth")]
     Completion {
@@ -289,4 +292,76 @@ pub enum SnapshotsCommand {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+}
+
+const NET_HELP: &str = "\
+Examples:
+  berth net ns add lab                           # a named network namespace (loopback up)
+  berth net link add veth-a type veth peer veth-b netns lab
+  berth net link set veth-a up mtu 1400
+  berth net --netns lab addr add 10.0.0.2/24 dev veth-b
+  berth net --netns lab route add default via 10.0.0.1
+  berth net link add br0 type bridge && berth net link set veth-a master br0
+  berth net --json link ls
+Namespaces live under the run root (/run/berth/netns); `ns add --ip-netns` puts one in
+/run/netns so `ip netns` sees it too.";
+
+/// `berth net`.
+#[derive(Debug, Args)]
+pub struct NetArgs {
+    /// Act inside this network namespace.
+    #[arg(long, global = true, value_name = "NS")]
+    pub netns: Option<String>,
+    #[command(subcommand)]
+    pub command: NetCommand,
+}
+
+/// `berth net` objects.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Network namespaces: add, del, ls.
+    Ns {
+        #[command(subcommand)]
+        action: NsAction,
+    },
+    /// Links: `add NAME type veth peer PEER [netns NS]`, `add NAME type bridge`,
+    /// `set NAME [up|down] [mtu N] [address MAC] [master BR|nomaster] [name NEW] [netns NS|PID]`,
+    /// `del NAME`, `ls`.
+    Link {
+        /// iproute2-style words.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// Addresses: `add|del CIDR dev NAME`, `ls [dev NAME]`.
+    Addr {
+        /// iproute2-style words.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+    /// Routes: `add|del default|CIDR [via IP] [dev NAME] [metric N]`, `ls`.
+    Route {
+        /// iproute2-style words.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+}
+
+/// `berth net ns`.
+#[derive(Debug, Subcommand)]
+pub enum NsAction {
+    /// Create a persistent namespace.
+    Add {
+        /// Name.
+        name: String,
+        /// Put it in /run/netns so `ip netns` sees it.
+        #[arg(long)]
+        ip_netns: bool,
+    },
+    /// Delete a namespace (refused while a process is in it).
+    Del {
+        /// Name.
+        name: String,
+    },
+    /// List namespaces.
+    Ls,
 }

@@ -4,6 +4,7 @@ mod checkout;
 mod commit;
 mod images;
 mod maintenance;
+mod net;
 mod snapshots;
 
 use std::io::Write;
@@ -41,6 +42,7 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Gc(a) => maintenance::gc(&ctx, a, out),
         Command::Du => maintenance::du(&ctx, out),
         Command::Fsck => return maintenance::fsck(&ctx, out),
+        Command::Net(a) => net::run(&ctx, a, out),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berth", out);
             Ok(())
