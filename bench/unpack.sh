@@ -13,10 +13,10 @@ echo "image: $IMAGE ($(du -h "$IMAGE" | cut -f1)), rounds: $ROUNDS, machine: $(n
 berth_times=(); ctr_times=()
 for r in $(seq "$ROUNDS"); do
   sync; echo 3 > /proc/sys/vm/drop_caches
-  t=$(seconds "$BERTH" --root "$SCRATCH/berth-$r" import --name localhost/debian:bench "$IMAGE"); berth_times+=("$t")
+  t=$(seconds "$BERTH" --root "$SCRATCH/berth-$r" import "$IMAGE"); berth_times+=("$t")
   containerd_start "$SCRATCH/ctrd-$r"
   sync; echo 3 > /proc/sys/vm/drop_caches
-  t=$(seconds ctr -a "$CTRD_SOCK" -n bench images import --snapshotter overlayfs --index-name localhost/debian:bench "$IMAGE"); ctr_times+=("$t")
+  t=$(seconds ctr -a "$CTRD_SOCK" -n bench images import --snapshotter overlayfs "$IMAGE"); ctr_times+=("$t")
   containerd_stop
   echo "round $r: berth ${berth_times[-1]}s  ctr ${ctr_times[-1]}s"
 done
@@ -27,7 +27,7 @@ R="$SCRATCH/berth-1"
 co_times=()
 for i in $(seq 20); do
   d="$SCRATCH/co-$i"
-  t=$(seconds "$BERTH" --root "$R" checkout localhost/debian:bench "$d"); co_times+=("$t")
+  t=$(seconds "$BERTH" --root "$R" checkout docker.io/library/debian-bench:3layers "$d"); co_times+=("$t")
   "$BERTH" --root "$R" discard "$d" >/dev/null
 done
 echo "checkout median: $(printf '%s\n' "${co_times[@]}" | median)s over 20 (includes process start)"
@@ -36,7 +36,7 @@ echo "checkout median: $(printf '%s\n' "${co_times[@]}" | median)s over 20 (incl
 d="$SCRATCH/small"; "$BERTH" --root "$R" checkout scratch "$d" >/dev/null
 mkdir -p "$d/bin"; cp /bin/busybox "$d/bin/"; "$BERTH" --root "$R" commit "$d" localhost/small:bench >/dev/null
 "$BERTH" --root "$R" discard "$d" >/dev/null
-for base in localhost/small:bench localhost/debian:bench; do
+for base in localhost/small:bench docker.io/library/debian-bench:3layers; do
   for n in 10 1000 10000; do
     d="$SCRATCH/commit-$n"
     "$BERTH" --root "$R" checkout "$base" "$d" >/dev/null

@@ -8,6 +8,7 @@ packages=(
   docker-registry skopeo umoci containerd
   fuse3 libfuse3-dev iproute2 e2fsprogs
   apache2-utils python3 zstd
+  openssl debootstrap time
 )
 missing=()
 for p in "${packages[@]}"; do

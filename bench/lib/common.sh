@@ -1,5 +1,6 @@
 # Shared helpers for berth's benchmarks. Source it; needs root.
 set -euo pipefail
+shopt -s inherit_errexit
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
 CACHE=${BERTH_BENCH_CACHE:-/var/cache/berth-bench}

@@ -10,6 +10,7 @@
 //! alone. See [`store`] for the on-disk layout.
 
 pub mod archive;
+pub mod containers;
 pub mod digest;
 pub mod error;
 pub mod fsck;
@@ -21,6 +22,7 @@ pub mod media;
 pub mod meta;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -67,6 +67,15 @@ const MIGRATIONS: &[&str] = &[
         readonly INTEGER NOT NULL,
         created INTEGER NOT NULL
      );",
+    // 2 -> 3: what a container runs and how it ended (see `containers`).
+    "ALTER TABLE containers ADD COLUMN manifest TEXT NOT NULL DEFAULT '';
+     ALTER TABLE containers ADD COLUMN checkout TEXT;
+     ALTER TABLE containers ADD COLUMN runtime TEXT NOT NULL DEFAULT 'runc';
+     ALTER TABLE containers ADD COLUMN command TEXT NOT NULL DEFAULT '[]';
+     ALTER TABLE containers ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE containers ADD COLUMN stop_signal INTEGER NOT NULL DEFAULT 15;
+     ALTER TABLE containers ADD COLUMN finished INTEGER;
+     ALTER TABLE containers ADD COLUMN exit_code INTEGER;",
 ];
 
 /// The schema version this build writes.

@@ -64,6 +64,23 @@ pub struct Global {
 /// The verbs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Download an image from a registry and unpack it.
+    #[command(
+        after_help = "Examples:\n  berth pull alpine\n  berth pull --platform linux/arm64 127.0.0.1:5000/tools:v1\n  berth pull --all-platforms --quiet registry.example/app@sha256:..."
+    )]
+    Pull(PullArgs),
+    /// Upload an image to a registry (under its own name, or DEST).
+    #[command(
+        after_help = "Examples:\n  berth push 127.0.0.1:5000/tools:v1\n  berth push tools:v1 registry.example/team/tools:v1"
+    )]
+    Push(PushArgs),
+    /// Save credentials for a registry in the docker config file.
+    #[command(
+        after_help = "Examples:\n  berth login registry.example -u alice\n  echo \"$TOKEN\" | berth login registry.example -u alice --password-stdin"
+    )]
+    Login(LoginArgs),
+    /// Remove a registry's credentials from the docker config file.
+    Logout(LogoutArgs),
     /// Import images from an OCI layout (tar or directory) or a `docker save` tar.
     #[command(
         after_help = "Examples:\n  berth import busybox-oci.tar\n  skopeo copy docker-archive:x.tar oci:dir:x && berth import dir\n  berth import --name localhost/tools:v1 tools.tar"
@@ -115,6 +132,36 @@ pub enum Command {
     Du,
     /// Re-hash every blob and check every reference; exit status 1 if anything is wrong.
     Fsck,
+    /// Run a command in a new container (from an image or a checkout DIR).
+    #[command(
+        after_help = "Examples:\n  berth run --rm busybox echo hi\n  berth run -d --name web --stdout /tmp/web.log busybox httpd -f\n  berth run -it ./work sh      # changes land in the checkout: berth status ./work"
+    )]
+    Run(RunArgs),
+    /// Create a container without starting it; prints its id.
+    Create(CreateArgs),
+    /// Start a created container in the background.
+    Start(ContainerArg),
+    /// List containers.
+    Ps(PsArgs),
+    /// Run another command in a running container.
+    Exec(ExecArgs),
+    /// Send a signal to a container (default KILL).
+    Kill(KillArgs),
+    /// Stop containers: the stop signal, then KILL after a grace period.
+    Stop(StopArgs),
+    /// Freeze every process of a container.
+    Pause(ContainerArg),
+    /// Thaw a paused container.
+    Resume(ContainerArg),
+    /// Wait for a container to exit; print and exit with its code.
+    Wait(ContainerArg),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Show a container's record, state and command.
+    InspectContainer(ContainerArg),
+    /// Internal: a detached container's supervisor.
+    #[command(name = "__supervise", hide = true)]
+    Supervise(ContainerArg),
     /// Network namespaces, links, addresses and routes (iproute2's words).
     #[command(after_help = NET_HELP)]
     Net(NetArgs),
@@ -292,6 +339,242 @@ pub enum SnapshotsCommand {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+}
+
+/// `berth pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference, e.g. alpine or 127.0.0.1:5000/tools:v1.
+    pub reference: String,
+    /// Platform to pull (and unpack), as os/arch[/variant]; default: this machine's.
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Download every platform of a multi-platform image (this machine's is unpacked).
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent: usize,
+    /// Talk plain HTTP to the registry (loopback registries always do).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `berth push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image in the store.
+    pub reference: String,
+    /// Where to push it (default: the image's own name).
+    pub dest: Option<String>,
+    /// Blobs uploaded at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub max_concurrent: usize,
+    /// Talk plain HTTP to the registry (loopback registries always do).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `berth login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host, e.g. registry.example or 127.0.0.1:5000.
+    pub registry: String,
+    /// User name (asked for on a terminal when missing).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Talk plain HTTP to the registry.
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+/// `berth logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Registry host.
+    pub registry: String,
+}
+
+/// `berth create` (and the options `berth run` shares).
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Image name, or a checkout directory written as a path (./work, /srv/work).
+    pub image: String,
+    /// Command and arguments (default: the image's entrypoint and cmd).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+    /// Container name (unique).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Remove the container (snapshot, state, record) once it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep stdin open (foreground runs; without it stdin is /dev/null).
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Environment variable K=V (or K to copy the caller's).
+    #[arg(short, long, value_name = "K=V")]
+    pub env: Vec<String>,
+    /// File of K=V lines.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User: name, uid, name:group or uid:gid (resolved in the rootfs' /etc/passwd).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Hostname (default: the short id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Replace the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Mount the rootfs read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// type=bind,src=HOST,dst=PATH[,ro] or type=tmpfs,dst=PATH.
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mounts: Vec<String>,
+    /// A tmpfs at PATH[:opts].
+    #[arg(long, value_name = "PATH")]
+    pub tmpfs: Vec<String>,
+    /// Memory limit (e.g. 64m).
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPU limit, in cores (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Process limit (-1: none).
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Add a capability (or ALL).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// All capabilities and devices, no masked paths.
+    #[arg(long)]
+    pub privileged: bool,
+    /// OCI runtime: runc, crun, or a path to any runc-compatible binary.
+    #[arg(long, default_value = "runc", value_name = "RUNTIME")]
+    pub runtime: String,
+    /// Detached containers' stdout goes to this file or FIFO (default /dev/null).
+    #[arg(long, value_name = "PATH")]
+    pub stdout: Option<PathBuf>,
+    /// Detached containers' stderr goes to this file or FIFO (default /dev/null).
+    #[arg(long, value_name = "PATH")]
+    pub stderr: Option<PathBuf>,
+    /// Platform to resolve a multi-platform image to, as os/arch[/variant].
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+}
+
+/// `berth run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background; print the id once it runs.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// `berth ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Also list containers that are not running.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only print ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// A verb on one container.
+#[derive(Debug, Args)]
+pub struct ContainerArg {
+    /// Container id (or unique prefix) or name.
+    pub container: String,
+}
+
+/// `berth exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Container id (or unique prefix) or name.
+    pub container: String,
+    /// Command and arguments.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
+    /// Allocate a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Extra environment variable K=V.
+    #[arg(short, long, value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name or uid[:gid]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+}
+
+/// `berth kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Container id (or unique prefix) or name.
+    pub container: String,
+    /// Signal name or number.
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+}
+
+/// `berth stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Containers (id, unique prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Seconds to wait after the stop signal before SIGKILL.
+    #[arg(short = 't', long = "time", default_value_t = 10, value_name = "SECS")]
+    pub time: u64,
+}
+
+/// `berth rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Containers (id, unique prefix or name).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+    /// Kill running containers first.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 const NET_HELP: &str = "\

@@ -6,6 +6,7 @@
 mod changes;
 mod cli;
 mod commands;
+mod containers;
 mod context;
 mod faults;
 mod ids;

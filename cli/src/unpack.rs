@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Context as _, Result};
@@ -63,49 +64,120 @@ pub fn unpack(
     image: &Resolved,
     limits: Limits,
 ) -> Result<Option<String>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..image.manifest.layers().len() {
+        let _ = tx.send(i);
+    }
+    drop(tx);
+    unpack_streaming(store, snap, image, limits, rx, &|_, _| {})
+}
+
+/// Where a layer's unpacking stands, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    /// Being decompressed and applied.
+    Unpacking,
+    /// A committed snapshot (now or already before).
+    Done,
+}
+
+/// Unpacks `image` while its layer blobs arrive: `ready` yields indexes (into the
+/// manifest's layers) of blobs that are now stored, in any order, and closes when no
+/// more will come. With independent layers (overlay) each layer is applied as soon as
+/// its blob is there; otherwise layers are applied base first as the order allows.
+pub fn unpack_streaming(
+    store: &Store,
+    snap: &dyn Snapshotter,
+    image: &Resolved,
+    limits: Limits,
+    ready: Receiver<usize>,
+    state: &(dyn Fn(usize, LayerState) + Sync),
+) -> Result<Option<String>> {
     let chain = image.chain_ids();
-    let diff_ids = image.diff_ids();
     let layers = image.manifest.layers();
-    if layers.len() != diff_ids.len() {
+    if layers.len() != image.diff_ids().len() {
         return Err(anyhow!(
             "image has {} layers but its config lists {} diff_ids",
             layers.len(),
-            diff_ids.len()
+            image.diff_ids().len()
         ));
     }
     let missing: Vec<usize> = (0..chain.len())
         .filter(|&i| !is_committed(snap, &chain[i]))
         .collect();
+    for i in (0..chain.len()).filter(|i| !missing.contains(i)) {
+        state(i, LayerState::Done);
+    }
     if missing.is_empty() {
         return Ok(chain.last().cloned());
     }
     let job = |i: usize, key: &str| -> Result<()> {
-        let blob = store.open_blob(layers[i].digest())?;
-        let dir = snap.fs_dir(key)?;
-        let opts = ApplyOptions {
-            whiteouts: snap.whiteout_mode(),
-            max_size: limits.max_layer_size,
-            expected_diff_id: Some(diff_ids[i].clone()),
-        };
-        apply_layer(
-            std::io::BufReader::with_capacity(1 << 20, blob),
-            &dir,
-            &opts,
-        )
-        .with_context(|| format!("applying layer {}", layers[i].digest()))?;
-        Ok(())
+        state(i, LayerState::Unpacking);
+        apply_one(store, snap, image, limits, i, key)
     };
     if snap.independent_layers() {
-        unpack_parallel(snap, &chain, &missing, &job)?;
+        unpack_parallel(snap, &chain, &missing, ready, &job)?;
     } else {
-        for &i in &missing {
-            let parent = i.checked_sub(1).map(|p| chain[p].as_str());
-            let key = extract_key(&chain[i]);
-            snap.prepare(&key, parent)?;
-            finish(snap, &key, &chain[i], None, job(i, &key))?;
-        }
+        unpack_in_order(snap, &chain, &missing, ready, &job)?;
+    }
+    for &i in &missing {
+        state(i, LayerState::Done);
     }
     Ok(chain.last().cloned())
+}
+
+/// Decompresses and applies layer `i` into the prepared snapshot `key`.
+fn apply_one(
+    store: &Store,
+    snap: &dyn Snapshotter,
+    image: &Resolved,
+    limits: Limits,
+    i: usize,
+    key: &str,
+) -> Result<()> {
+    let layer = &image.manifest.layers()[i];
+    let blob = store.open_blob(layer.digest())?;
+    let dir = snap.fs_dir(key)?;
+    let opts = ApplyOptions {
+        whiteouts: snap.whiteout_mode(),
+        max_size: limits.max_layer_size,
+        expected_diff_id: Some(image.diff_ids()[i].clone()),
+    };
+    apply_layer(
+        std::io::BufReader::with_capacity(1 << 20, blob),
+        &dir,
+        &opts,
+    )
+    .with_context(|| format!("applying layer {}", layer.digest()))?;
+    Ok(())
+}
+
+/// Layers that need their parent applied first: apply base first as blobs arrive.
+fn unpack_in_order(
+    snap: &dyn Snapshotter,
+    chain: &[String],
+    missing: &[usize],
+    ready: Receiver<usize>,
+    job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
+) -> Result<()> {
+    let mut arrived = vec![false; chain.len()];
+    let mut next = 0;
+    while next < missing.len() {
+        let i = missing[next];
+        if !arrived[i] {
+            match ready.recv() {
+                Ok(r) => arrived.get_mut(r).map(|a| *a = true).unwrap_or(()),
+                Err(_) => return Err(anyhow!("layer {} of the image never arrived", i + 1)),
+            }
+            continue;
+        }
+        let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+        let key = extract_key(&chain[i]);
+        snap.prepare(&key, parent)?;
+        finish(snap, &key, &chain[i], None, job(i, &key))?;
+        next += 1;
+    }
+    Ok(())
 }
 
 fn is_committed(snap: &dyn Snapshotter, key: &str) -> bool {
@@ -125,42 +197,57 @@ fn extract_key(chain_id: &str) -> String {
     )
 }
 
-/// Overlay layers do not depend on each other's contents: apply them on all cores,
-/// then chain them base first.
+/// Overlay layers do not depend on each other's contents: apply each on any free core
+/// as soon as its blob is there, then chain them base first.
 fn unpack_parallel(
     snap: &dyn Snapshotter,
     chain: &[String],
     missing: &[usize],
+    ready: Receiver<usize>,
     job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
 ) -> Result<()> {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .min(missing.len());
-    let next = AtomicUsize::new(0);
+    let ready = Mutex::new(ready);
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let done: Mutex<Vec<(usize, String, Result<()>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = missing.get(n) else { break };
+                let next = ready.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(i) = next else { break };
+                let taken = done
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .any(|(j, _, _)| *j == i);
+                if !missing.contains(&i) || taken || failed.load(Ordering::Relaxed) {
+                    continue; // keep draining so senders never block
+                }
                 let key = extract_key(&chain[i]);
                 let result = snap
                     .prepare(&key, None)
                     .map_err(anyhow::Error::from)
                     .and_then(|_| job(i, &key));
-                let failed = result.is_err();
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
                 done.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push((i, key, result));
-                if failed {
-                    next.store(missing.len(), Ordering::Relaxed); // stop handing out work
-                }
             });
         }
     });
     let mut results = done.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(i, _, _)| *i);
-    let mut first_error = None;
+    // A layer that failed explains itself below; one that never came (its download
+    // failed) leaves nothing to commit.
+    let failed_layer = results.iter().any(|(_, _, r)| r.is_err());
+    let mut first_error = missing
+        .iter()
+        .find(|i| !failed_layer && !results.iter().any(|(j, _, _)| j == *i))
+        .map(|i| anyhow!("layer {} of the image never arrived", i + 1));
     for (i, key, result) in results {
         let parent = i.checked_sub(1).map(|p| chain[p].as_str());
         if first_error.is_some() {

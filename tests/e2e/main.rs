@@ -6,10 +6,12 @@
 
 mod support;
 
+mod containers;
 mod fs_checkout;
 mod fs_crash;
 mod fs_fixtures;
 mod fs_hostile;
+mod registry;
 mod store_archives;
 mod store_hostile;
 mod store_robustness;

@@ -1,10 +1,12 @@
 //! One module per group of verbs; each handler writes its results to `out`.
 
-mod checkout;
+pub(crate) mod checkout;
 mod commit;
-mod images;
+mod containers;
+pub(crate) mod images;
 mod maintenance;
 mod net;
+mod registry;
 mod snapshots;
 
 use std::io::Write;
@@ -23,6 +25,10 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
     let mut out = stdout.lock();
     let out: &mut dyn Write = &mut out;
     match args.command {
+        Command::Pull(a) => registry::pull(&ctx, a, out),
+        Command::Push(a) => registry::push(&ctx, a, out),
+        Command::Login(a) => registry::login(&ctx, a, out),
+        Command::Logout(a) => registry::logout(&ctx, a, out),
         Command::Import(a) => images::import(&ctx, a, out),
         Command::Export(a) => images::export(&ctx, a, out),
         Command::Images(a) => images::list(&ctx, a, out),
@@ -42,6 +48,19 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Gc(a) => maintenance::gc(&ctx, a, out),
         Command::Du => maintenance::du(&ctx, out),
         Command::Fsck => return maintenance::fsck(&ctx, out),
+        Command::Run(a) => return containers::run(&ctx, a, out),
+        Command::Create(a) => containers::create(&ctx, a, out),
+        Command::Start(a) => containers::start(&ctx, a, out),
+        Command::Ps(a) => containers::ps(&ctx, a, out),
+        Command::Exec(a) => return containers::exec(&ctx, a, out),
+        Command::Kill(a) => containers::kill(&ctx, a, out),
+        Command::Stop(a) => containers::stop(&ctx, a, out),
+        Command::Pause(a) => containers::pause(&ctx, a, out),
+        Command::Resume(a) => containers::resume(&ctx, a, out),
+        Command::Wait(a) => return containers::wait(&ctx, a, out),
+        Command::Rm(a) => containers::rm(&ctx, a, out),
+        Command::InspectContainer(a) => containers::inspect(&ctx, a, out),
+        Command::Supervise(a) => return containers::supervise(&ctx, a),
         Command::Net(a) => net::run(&ctx, a, out),
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "berth", out);

@@ -53,15 +53,29 @@ fn ns(ctx: &Context, action: &NsAction, out: &mut dyn Write) -> Result<()> {
         }
         NsAction::Del { name } => {
             let ns = find_netns(ctx, name)?;
-            let parent = ns.path().parent().map(NetnsDir::at).context("namespace path has no parent")?;
+            let parent = ns
+                .path()
+                .parent()
+                .map(NetnsDir::at)
+                .context("namespace path has no parent")?;
             drop(ns);
             parent.delete(name)?;
         }
         NsAction::Ls => {
-            let mut names: Vec<(String, &str)> = own.list()?.into_iter().map(|n| (n, "berth")).collect();
-            names.extend(NetnsDir::system().list().unwrap_or_default().into_iter().map(|n| (n, "/run/netns")));
+            let mut names: Vec<(String, &str)> =
+                own.list()?.into_iter().map(|n| (n, "berth")).collect();
+            names.extend(
+                NetnsDir::system()
+                    .list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|n| (n, "/run/netns")),
+            );
             if ctx.json {
-                let rows: Vec<_> = names.iter().map(|(n, w)| serde_json::json!({"name": n, "dir": w})).collect();
+                let rows: Vec<_> = names
+                    .iter()
+                    .map(|(n, w)| serde_json::json!({"name": n, "dir": w}))
+                    .collect();
                 return output::json(out, &rows);
             }
             for (n, _) in names {
@@ -88,7 +102,8 @@ impl<'a> Words<'a> {
         Some(w.as_str())
     }
     fn value(&mut self, key: &str) -> Result<&'a str> {
-        self.next().with_context(|| format!("`{key}` needs a value"))
+        self.next()
+            .with_context(|| format!("`{key}` needs a value"))
     }
 }
 
@@ -124,7 +139,14 @@ fn link(ctx: &Context, h: &mut Handle, words: &[String], out: &mut dyn Write) ->
             if ctx.json {
                 return output::json(out, &links);
             }
-            let mut table = vec![vec!["NAME".into(), "KIND".into(), "STATE".into(), "MTU".into(), "MAC".into(), "MASTER".into()]];
+            let mut table = vec![vec![
+                "NAME".into(),
+                "KIND".into(),
+                "STATE".into(),
+                "MTU".into(),
+                "MAC".into(),
+                "MASTER".into(),
+            ]];
             for l in links {
                 table.push(vec![
                     l.name,
@@ -221,9 +243,21 @@ fn route(ctx: &Context, h: &mut Handle, words: &[String], out: &mut dyn Write) -
     let (mut via, mut dev, mut metric) = (None, None, None);
     while let Some(k) = w.next() {
         match k {
-            "via" => via = Some(w.value(k)?.parse::<IpAddr>().context("`via` needs an IP address")?),
+            "via" => {
+                via = Some(
+                    w.value(k)?
+                        .parse::<IpAddr>()
+                        .context("`via` needs an IP address")?,
+                )
+            }
             "dev" => dev = Some(w.value(k)?),
-            "metric" => metric = Some(w.value(k)?.parse::<u32>().context("metric must be a number")?),
+            "metric" => {
+                metric = Some(
+                    w.value(k)?
+                        .parse::<u32>()
+                        .context("metric must be a number")?,
+                )
+            }
             other => bail!("unknown word {other:?} in `route` (via, dev, metric)"),
         }
     }

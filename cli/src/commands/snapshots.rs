@@ -114,6 +114,13 @@ pub fn collect(ctx: &Context, store: &Store) -> Result<SnapshotGc> {
                 keep.insert(c.snapshot);
             }
         }
+        for c in store.meta().containers()? {
+            if let (Some(kind), Some(key)) = (c.snapshotter, c.snapshot) {
+                if kind == name {
+                    keep.insert(key);
+                }
+            }
+        }
         report.removed += sweep(snap.as_ref(), &keep)?;
         report.orphans += snap.cleanup()?.len();
     }

@@ -2,7 +2,7 @@
 //! dir under the run root that the supervisor owns (how it is doing).
 //!
 //! ```text
-//! <run_root>/containers/<id>/
+//! <run_root>/containers/<first 32 hex digits of the id>/
 //!     supervisor.json   how to run it (berth-exec SupervisorConfig)
 //!     status.json       written by the supervisor: creating → running → exited/failed
 //!     bundle/           config.json + rootfs/ (the snapshot or checkout, mounted)
@@ -24,13 +24,16 @@ use anyhow::{bail, Context as _, Result};
 use berth_cas::containers::{self as records, ContainerRecord};
 use berth_cas::Store;
 use berth_exec::runtime::{Bundle, Runtime, Status};
-use berth_exec::supervisor::{self, ContainerStatus, Phase, SupervisorConfig};
+use berth_exec::supervisor::{self, ContainerStatus, Phase};
 
 use crate::context::Context;
 
-/// Where a container's run state lives.
+/// Where a container's run state lives. Named by the first 32 hex digits (128 bits) of
+/// the id: the console socket inside must fit a unix socket path (108 bytes).
 pub fn state_dir(ctx: &Context, id: &str) -> PathBuf {
-    ctx.run_root.join("containers").join(id)
+    ctx.run_root
+        .join("containers")
+        .join(id.get(..32).unwrap_or(id))
 }
 
 /// The runtime's `--root` for containers berth runs with `runtime`.
@@ -178,7 +181,8 @@ pub fn remove(ctx: &Context, store: &Store, rec: &ContainerRecord, force: Force)
         kill_now(ctx, rec, &state)?;
     }
     let dir = state_dir(ctx, &rec.id);
-    let clean_exit = matches!(status_of(ctx, &rec.id), Some(s) if s.is_final() && s.error.is_none());
+    let clean_exit =
+        matches!(status_of(ctx, &rec.id), Some(s) if s.is_final() && s.error.is_none());
     let mut errors: Vec<anyhow::Error> = Vec::new();
     if !clean_exit && dir.exists() {
         // A created, failed or dead container may still have runtime state.
@@ -239,10 +243,7 @@ pub fn kill_now(ctx: &Context, rec: &ContainerRecord, state: &State) -> Result<(
 
 /// The name if it has one, else the short id.
 pub fn display_name(rec: &ContainerRecord) -> String {
-    rec.name.clone().unwrap_or_else(|| short(&rec.id).to_string())
-}
-
-/// The saved supervisor config of a container.
-pub fn supervisor_config(ctx: &Context, id: &str) -> Result<SupervisorConfig> {
-    Ok(SupervisorConfig::load(&state_dir(ctx, id))?)
+    rec.name
+        .clone()
+        .unwrap_or_else(|| short(&rec.id).to_string())
 }

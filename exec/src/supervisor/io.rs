@@ -145,7 +145,7 @@ pub fn event_loop(signals: &Signals, init: Pid, mut pty: Option<Pty>) -> i32 {
         pty.is_some(),
     );
     loop {
-        let (sig_ready, in_ready, out_ready) = {
+        let (sig_ready, out_ready, in_ready) = {
             let mut fds = vec![PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
             if let Some(p) = pty.as_ref() {
                 if output_open {

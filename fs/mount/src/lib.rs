@@ -258,8 +258,7 @@ pub fn mount_info(path: &Path) -> Option<MountInfo> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines()
         .filter_map(parse_mountinfo_line)
-        .filter(|m| m.mount_point == canon)
-        .last()
+        .rfind(|m| m.mount_point == canon)
 }
 
 /// `id parent maj:min root mountpoint opts [optional…] - fstype source superopts`.

@@ -1,0 +1,31 @@
+//! The registry client: pull and push over the OCI distribution API (and Docker
+//! Registry v2 servers), with bearer/basic auth, docker-config credentials, a hosts
+//! file for mirrors and TLS, bounded retries and resumable, verified downloads.
+//!
+//! ```no_run
+//! # use berth_cas::{registry::*, Platform, Reference, Store};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open("/var/lib/berth".as_ref())?;
+//! let r = Reference::parse("127.0.0.1:5000/tools:v1")?;
+//! let client = Client::new(r.registry(), &ClientOptions::default())?;
+//! let opts = PullOptions { platform: Platform::host(), all_platforms: false, max_concurrent: 4 };
+//! let plan = client.resolve(&store, &r, &opts)?;
+//! client.fetch_blobs(&store, &plan, opts.max_concurrent, &Quiet)?;
+//! name_image(&store, &r.to_string(), &plan.root)?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod error;
+pub mod pull;
+pub mod push;
+
+pub use client::{Client, ClientOptions};
+pub use config::{config_dir, HostsConfig};
+pub use credentials::{Credentials, DockerConfig};
+pub use error::RegistryError;
+pub use pull::{name_image, Observer, Plan, PullOptions, Quiet};
+pub use push::PushOptions;
