@@ -42,10 +42,12 @@ pub struct ContainerRecord {
     pub finished: Option<i64>,
     /// Its exit code, if it exited.
     pub exit_code: Option<i32>,
+    /// Its network: `none` (own namespace, loopback only), `host`, `ns:NAME`, `container:ID`.
+    pub network: String,
 }
 
 const COLUMNS: &str = "id, name, image, manifest, snapshotter, snapshot, checkout, runtime, \
-                       command, auto_remove, stop_signal, created, finished, exit_code";
+                       command, auto_remove, stop_signal, created, finished, exit_code, network";
 
 impl Meta {
     /// Every container, oldest first.
@@ -86,10 +88,10 @@ impl Meta {
 pub fn insert_container(tx: &Transaction<'_>, c: &ContainerRecord) -> Result<()> {
     let command = serde_json::to_string(&c.command).expect("strings serialize");
     tx.execute(
-        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             c.id, c.name, c.image, c.manifest, c.snapshotter, c.snapshot, c.checkout, c.runtime,
-            command, c.auto_remove, c.stop_signal, c.created, c.finished, c.exit_code
+            command, c.auto_remove, c.stop_signal, c.created, c.finished, c.exit_code, c.network
         ],
     )?;
     Ok(())
@@ -131,6 +133,7 @@ fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
         created: r.get(11)?,
         finished: r.get(12)?,
         exit_code: r.get(13)?,
+        network: r.get(14)?,
     })
 }
 
@@ -154,6 +157,7 @@ mod tests {
             created: 1,
             finished: None,
             exit_code: None,
+            network: "none".into(),
         }
     }
 

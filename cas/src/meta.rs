@@ -75,7 +75,8 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE containers ADD COLUMN auto_remove INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE containers ADD COLUMN stop_signal INTEGER NOT NULL DEFAULT 15;
      ALTER TABLE containers ADD COLUMN finished INTEGER;
-     ALTER TABLE containers ADD COLUMN exit_code INTEGER;",
+     ALTER TABLE containers ADD COLUMN exit_code INTEGER;
+     ALTER TABLE containers ADD COLUMN network TEXT NOT NULL DEFAULT 'none';",
 ];
 
 /// The schema version this build writes.

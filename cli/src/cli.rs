@@ -476,6 +476,10 @@ pub struct CreateArgs {
     /// OCI runtime: runc, crun, or a path to any runc-compatible binary.
     #[arg(long, default_value = "runc", value_name = "RUNTIME")]
     pub runtime: String,
+    /// Network: none (own namespace, loopback only), host, ns:NAME (a `berth net ns`
+    /// namespace), container:ID (share another container's).
+    #[arg(long, visible_alias = "network", default_value = "none", value_name = "MODE")]
+    pub net: String,
     /// Detached containers' stdout goes to this file or FIFO (default /dev/null).
     #[arg(long, value_name = "PATH")]
     pub stdout: Option<PathBuf>,

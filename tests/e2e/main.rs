@@ -8,6 +8,7 @@ mod support;
 
 mod containers;
 mod fs_checkout;
+mod network;
 mod fs_crash;
 mod fs_fixtures;
 mod fs_hostile;

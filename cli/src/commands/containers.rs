@@ -129,6 +129,16 @@ struct PsRow {
     exit_code: Option<i32>,
     checkout: Option<String>,
     runtime: String,
+    /// `none`, `host`, `ns:NAME` or `container:ID`, as asked for.
+    network: String,
+    /// The network namespace it is in (`net:[inode]`) while it runs.
+    netns: Option<String>,
+}
+
+/// `net:[4026531840]` for a live process.
+fn netns_of(pid: Option<i32>) -> Option<String> {
+    let link = std::fs::read_link(format!("/proc/{}/ns/net", pid?)).ok()?;
+    Some(link.to_string_lossy().into_owned())
 }
 
 fn ps_row(ctx: &Context, rec: berth_cas::containers::ContainerRecord) -> PsRow {
@@ -156,6 +166,11 @@ fn ps_row(ctx: &Context, rec: berth_cas::containers::ContainerRecord) -> PsRow {
         created: rec.created,
         checkout: rec.checkout,
         runtime: rec.runtime,
+        netns: netns_of(match state {
+            State::Running { pid } | State::Paused { pid } => Some(pid),
+            _ => None,
+        }),
+        network: rec.network,
     }
 }
 
@@ -178,9 +193,11 @@ pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         }
         return Ok(());
     }
-    let mut table = vec![["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED"]
-        .map(String::from)
-        .to_vec()];
+    let mut table = vec![
+        ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED", "NET"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for r in rows {
         let mut cmd = r.command.join(" ");
         if cmd.chars().count() > 30 {
@@ -193,6 +210,7 @@ pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
             cmd,
             r.status,
             r.started.map_or("-".into(), |t| output::age(t as i64)),
+            r.network,
         ]);
     }
     output::table(out, &table)
@@ -377,6 +395,12 @@ pub fn inspect(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()
         }
     )?;
     writeln!(out, "command:   {}", rec.command.join(" "))?;
+    writeln!(
+        out,
+        "network:   {} {}",
+        row.network,
+        row.netns.clone().unwrap_or_default()
+    )?;
     writeln!(out, "runtime:   {}", rec.runtime)?;
     writeln!(out, "status:    {}", state.label())?;
     writeln!(out, "pid:       {}", opt(row.pid.map(|p| p.to_string())))?;

@@ -5,7 +5,7 @@ mod commit;
 mod containers;
 pub(crate) mod images;
 mod maintenance;
-mod net;
+pub(crate) mod net;
 mod registry;
 mod snapshots;
 

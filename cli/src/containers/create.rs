@@ -8,7 +8,9 @@ use anyhow::{bail, Context as _, Result};
 use berth_cas::containers::{self as records, ContainerRecord};
 use berth_cas::{image, meta, Digest, Store};
 use berth_exec::runtime::Bundle;
-use berth_exec::spec::{self, ImageProcessConfig, MountRequest, RunOptions, TmpfsMount};
+use berth_exec::spec::{
+    self, ImageProcessConfig, MountRequest, NetworkMode, RunOptions, TmpfsMount,
+};
 use berth_exec::supervisor::SupervisorConfig;
 use berth_mount::Mount;
 
@@ -57,6 +59,7 @@ pub fn create(ctx: &Context, args: &CreateArgs, detached: bool) -> Result<Create
         }
     }
     let source = source(ctx, &store, args)?;
+    opts.network = network_mode(ctx, &store, &args.net)?;
     let id = ids::random_hex(32)?;
     opts.id = id.clone();
     let snap = ctx.snapshotter()?;
@@ -79,6 +82,7 @@ pub fn create(ctx: &Context, args: &CreateArgs, detached: bool) -> Result<Create
         created: meta::now(),
         finished: None,
         exit_code: None,
+        network: args.net.clone(),
     };
     // Record first: a crash after this leaves a container `berth rm` can clean up.
     store
@@ -203,6 +207,34 @@ fn check_command(
 
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("{}: bad path", p.display()))
+}
+
+/// `--net`: `none` (a fresh namespace with loopback up), `host`, `ns:NAME` (a namespace
+/// made with `berth net ns add`, or one in /run/netns), `container:ID` (share a running
+/// container's).
+fn network_mode(ctx: &Context, store: &Store, net: &str) -> Result<NetworkMode> {
+    match net.split_once(':') {
+        None if net == "none" => Ok(NetworkMode::New),
+        None if net == "host" => Ok(NetworkMode::Host),
+        Some(("ns", name)) => {
+            let ns = crate::commands::net::find_netns(ctx, name)?;
+            Ok(NetworkMode::Path(ns.path().to_path_buf()))
+        }
+        Some(("container", query)) => {
+            let other = super::find(store, query)?;
+            match super::state_of(ctx, &other) {
+                super::State::Running { pid } | super::State::Paused { pid } => Ok(
+                    NetworkMode::Path(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                ),
+                s => bail!(
+                    "container {} is {}: its network cannot be joined",
+                    super::display_name(&other),
+                    s.label()
+                ),
+            }
+        }
+        _ => bail!("unknown --net {net:?} (none, host, ns:NAME, container:ID)"),
+    }
 }
 
 /// The flags as berth-exec's options (checked before anything touches the disk).
