@@ -120,8 +120,12 @@ pub enum Command {
     Log(LogArgs),
     /// Unmount and delete a checkout and its changes.
     Discard(DirArg),
-    /// Mount a checkout again (after a reboot or `berth umount`).
-    Mount(DirArg),
+    /// Mount a checkout again (after a reboot or `berth umount`), or with `--fuse REF`
+    /// an image's tree read-only, served from the store without unpacking.
+    #[command(
+        after_help = "Examples:\n  berth mount ./work\n  berth mount --fuse busybox /mnt/busybox   # berth umount /mnt/busybox"
+    )]
+    Mount(MountArgs),
     /// Unmount a checkout without deleting it.
     Umount(DirArg),
     /// List snapshots, or remove one.
@@ -159,6 +163,9 @@ pub enum Command {
     Rm(RmArgs),
     /// Show a container's record, state and command.
     InspectContainer(ContainerArg),
+    /// Internal: the FUSE server behind `berth mount --fuse`.
+    #[command(name = "__fuse-serve", hide = true)]
+    FuseServe(FuseServeArgs),
     /// Internal: a detached container's supervisor.
     #[command(name = "__supervise", hide = true)]
     Supervise(ContainerArg),
@@ -265,6 +272,25 @@ pub struct CheckoutArgs {
     /// Platform to resolve a multi-platform image to, as os/arch[/variant].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+}
+
+/// `berth mount`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Mount this image read-only over FUSE instead of remounting a checkout.
+    #[arg(long, value_name = "REF")]
+    pub fuse: Option<String>,
+    /// The checkout's directory (or, with --fuse, where to mount the image).
+    pub dir: PathBuf,
+}
+
+/// `berth __fuse-serve`.
+#[derive(Debug, Args)]
+pub struct FuseServeArgs {
+    /// Mount point.
+    pub dir: PathBuf,
+    /// Layer keys (chainIDs), base first.
+    pub layers: Vec<String>,
 }
 
 /// A verb on one checkout directory.
@@ -478,7 +504,12 @@ pub struct CreateArgs {
     pub runtime: String,
     /// Network: none (own namespace, loopback only), host, ns:NAME (a `berth net ns`
     /// namespace), container:ID (share another container's).
-    #[arg(long, visible_alias = "network", default_value = "none", value_name = "MODE")]
+    #[arg(
+        long,
+        visible_alias = "network",
+        default_value = "none",
+        value_name = "MODE"
+    )]
     pub net: String,
     /// Detached containers' stdout goes to this file or FIFO (default /dev/null).
     #[arg(long, value_name = "PATH")]

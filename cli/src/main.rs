@@ -10,6 +10,7 @@ mod containers;
 mod context;
 mod faults;
 mod ids;
+mod objects;
 mod output;
 mod unpack;
 

@@ -149,6 +149,9 @@ fn apply_one(
         &opts,
     )
     .with_context(|| format!("applying layer {}", layer.digest()))?;
+    if snap.kind() == SnapshotterKind::Overlay {
+        crate::objects::ingest_layer(store.root(), &image.chain_ids()[i], &dir)?;
+    }
     Ok(())
 }
 

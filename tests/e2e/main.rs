@@ -8,10 +8,11 @@ mod support;
 
 mod containers;
 mod fs_checkout;
-mod network;
 mod fs_crash;
 mod fs_fixtures;
 mod fs_hostile;
+mod network;
+mod objects_fuse;
 mod registry;
 mod store_archives;
 mod store_hostile;

@@ -12,7 +12,7 @@ use berth_fs::snapshot::Snapshotter;
 use serde::Serialize;
 
 use super::images::{find_image, target};
-use crate::cli::{CheckoutArgs, DirArg, LogArgs};
+use crate::cli::{CheckoutArgs, DirArg, LogArgs, MountArgs};
 use crate::context::{platform, Context};
 use crate::{ids, output, unpack};
 
@@ -237,7 +237,10 @@ pub fn ensure_mounted(ctx: &Context, c: &CheckoutRecord) -> Result<()> {
     berth_mount::mount_all(&mounts, dir).with_context(|| format!("mounting {}", dir.display()))
 }
 
-pub fn mount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+pub fn mount(ctx: &Context, a: MountArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(reference) = &a.fuse {
+        return super::fuse::mount(ctx, reference, &a.dir, out);
+    }
     let store = ctx.store()?;
     let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     ensure_mounted(ctx, &c)?;
@@ -258,6 +261,9 @@ fn find_checkout_by_path(ctx: &Context, store: &Store, dir: &Path) -> Result<Che
 }
 
 pub fn umount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
+    if super::fuse::is_fuse_mount(&a.dir) {
+        return super::fuse::umount(&a.dir, out);
+    }
     let store = ctx.store()?;
     let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     berth_mount::unmount_recursive(Path::new(&c.dir))?;

@@ -17,13 +17,21 @@ pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
     let store = Store::open_exclusive(&ctx.root)
         .with_context(|| format!("opening store at {}", ctx.root.display()))?;
     let snapshots = super::snapshots::collect(ctx, &store)?;
+    let objects = crate::objects::collect(&ctx.root)?;
     let report = collect::collect(&store, Duration::from_secs(a.ingest_grace))?;
     if ctx.json {
         return output::json(
             out,
-            &serde_json::json!({"content": report, "snapshots": snapshots}),
+            &serde_json::json!({"content": report, "snapshots": snapshots,
+                "objects": {"removed": objects.removed, "bytes_freed": objects.bytes}}),
         );
     }
+    writeln!(
+        out,
+        "removed {} file objects ({})",
+        objects.removed,
+        output::size(objects.bytes)
+    )?;
     writeln!(
         out,
         "removed {} snapshots, {} orphaned snapshot dirs",
@@ -76,6 +84,12 @@ pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
             bytes,
         });
     }
+    let dedup = crate::objects::usage(&ctx.root)?;
+    rows.push(Usage {
+        kind: "file objects".into(),
+        count: dedup.objects,
+        bytes: dedup.physical,
+    });
     let db = ["meta.db", "meta.db-wal", "meta.db-shm"]
         .iter()
         .map(|f| file_len(&ctx.root.join(f)))
@@ -98,7 +112,15 @@ pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
         ]);
     }
     table.push(vec!["total".into(), String::new(), output::size(total)]);
-    output::table(out, &table)
+    output::table(out, &table)?;
+    writeln!(
+        out,
+        "unpacked file data: logical {}, physical {}, saved by dedup {}",
+        output::size(dedup.logical),
+        output::size(dedup.physical),
+        output::size(dedup.saved())
+    )?;
+    Ok(())
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -117,9 +139,20 @@ fn dir_usage(dir: &Path) -> (u64, u64) {
 pub fn fsck(ctx: &Context, out: &mut dyn Write) -> Result<ExitCode> {
     let store = ctx.store()?;
     let report = check::fsck(&store)?;
+    let objects = crate::objects::fsck(&ctx.root)?;
     if ctx.json {
         output::json(out, &report)?;
     } else {
+        for p in &objects.problems {
+            writeln!(out, "{}: {}", p.subject, p.detail)?;
+        }
+        writeln!(
+            out,
+            "checked {} file objects ({}) and {} index entries",
+            objects.objects,
+            output::size(objects.bytes),
+            objects.entries
+        )?;
         for q in &report.quarantined {
             writeln!(out, "corrupt blob {q}: moved to quarantine/")?;
         }
@@ -131,7 +164,7 @@ pub fn fsck(ctx: &Context, out: &mut dyn Write) -> Result<ExitCode> {
             "checked {} blobs ({}): {}",
             report.blobs_checked,
             output::size(report.bytes_checked),
-            if report.is_sound() {
+            if report.is_sound() && objects.problems.is_empty() {
                 "store is sound"
             } else {
                 "PROBLEMS FOUND"
@@ -145,7 +178,7 @@ pub fn fsck(ctx: &Context, out: &mut dyn Write) -> Result<ExitCode> {
             )?;
         }
     }
-    Ok(if report.is_sound() {
+    Ok(if report.is_sound() && objects.problems.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -3,6 +3,7 @@
 pub(crate) mod checkout;
 mod commit;
 mod containers;
+mod fuse;
 pub(crate) mod images;
 mod maintenance;
 pub(crate) mod net;
@@ -60,6 +61,7 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Wait(a) => return containers::wait(&ctx, a, out),
         Command::Rm(a) => containers::rm(&ctx, a, out),
         Command::InspectContainer(a) => containers::inspect(&ctx, a, out),
+        Command::FuseServe(a) => fuse::serve(&ctx, a),
         Command::Supervise(a) => return containers::supervise(&ctx, a),
         Command::Net(a) => net::run(&ctx, a, out),
         Command::Completion { shell } => {

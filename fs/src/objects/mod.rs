@@ -1,0 +1,243 @@
+//! File objects: every regular file of an unpacked overlay layer stored once, by content.
+//!
+//! Layout under the object root (`<store>/objects`):
+//!
+//! ```text
+//! <2 hex>/<blake3 hex>-<meta hex>   one inode per (content, metadata, path) key
+//! index.db                          SQLite: one tree index per layer (see `index`)
+//! ```
+//!
+//! An object's name holds the blake3 of its content and a hash of the metadata its inode
+//! carries (mode, owner, mtime, xattrs) and of the path it was found at. Layer directories
+//! hard-link their files to the object with the same key, so identical files in different
+//! layers and images cost their blocks once. Metadata is in the key because hardlinks
+//! share the inode: one file's mode or owner can never leak into another's. The path is
+//! in the key so two different files of one image never become one inode: a checkout
+//! shows exactly the hardlink groups the image has (`stat`'s `st_ino`/`st_nlink`, what
+//! `tar -H` and `du` see), at the price of not sharing equal content found at different
+//! paths.
+//!
+//! Objects are published atomically with `link(2)` (a finished layer file gains the
+//! object's name; "already present" is success and the layer file is swapped for a link to
+//! the existing object). At the filesystem's hardlink limit the layer keeps its own copy.
+//! Nothing writes into an object afterwards: overlayfs copies a lower file up before any
+//! change, and objects are only ever linked into committed, read-only layer dirs.
+
+mod entry;
+mod index;
+mod ingest;
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use entry::{Entry, EntryKind};
+pub use index::Index;
+
+/// Errors from the object store.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// A filesystem call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The tree index database failed.
+    #[error("object index {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The index database was written by a newer berth.
+    #[error("object index {path} has schema version {found}, newer than {supported}")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// A stored row cannot be decoded.
+    #[error("object index row {layer}:{path} is corrupt: {what}")]
+    Corrupt {
+        /// The layer key.
+        layer: String,
+        /// The entry path.
+        path: String,
+        /// What was wrong.
+        what: &'static str,
+    },
+}
+
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> ObjectError + 'a {
+    move |source| ObjectError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The object directory and its tree index.
+pub struct ObjectStore {
+    dir: PathBuf,
+    index: Index,
+}
+
+/// What [`ObjectStore::gc`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Objects removed.
+    pub removed: u64,
+    /// Their bytes (allocated blocks of objects no layer dir still links).
+    pub bytes: u64,
+}
+
+/// One problem [`ObjectStore::fsck`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The object or `layer:path` concerned.
+    pub subject: String,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// What [`ObjectStore::fsck`] saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Objects re-hashed.
+    pub objects: u64,
+    /// Bytes re-hashed.
+    pub bytes: u64,
+    /// Index entries checked.
+    pub entries: u64,
+    /// What is wrong.
+    pub problems: Vec<Problem>,
+}
+
+impl ObjectStore {
+    /// Opens (creating) the object store at `dir`.
+    pub fn open(dir: &Path) -> Result<ObjectStore, ObjectError> {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        Ok(ObjectStore {
+            dir: dir.to_path_buf(),
+            index: Index::open(&dir.join("index.db"))?,
+        })
+    }
+
+    /// The object root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The tree indexes.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Where the object `id` (`<blake3>-<meta>`) lives.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(id.get(..2).unwrap_or("xx")).join(id)
+    }
+
+    /// Hashes every regular file of the finished layer directory `layer_dir`, turns it
+    /// into a hardlink to its object (publishing the file as the object when it is new)
+    /// and records the layer's tree index under `key`.
+    ///
+    /// With `relink` false, files are only published (linked under their object's name
+    /// when it is new) and never replaced: for layers already in use as overlay lowers,
+    /// whose directories must not change under a mounted overlay.
+    pub fn ingest_layer(
+        &self,
+        key: &str,
+        layer_dir: &Path,
+        relink: bool,
+    ) -> Result<Vec<Entry>, ObjectError> {
+        let entries = ingest::ingest(self, layer_dir, relink)?;
+        self.index.put_layer(key, &entries)?;
+        Ok(entries)
+    }
+
+    /// Every object id on disk.
+    pub fn list(&self) -> Result<Vec<String>, ObjectError> {
+        let mut out = Vec::new();
+        for fan in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let fan = fan.map_err(io_err("listing", &self.dir))?;
+            let name = fan.file_name();
+            if name.len() != 2 || !fan.path().is_dir() {
+                continue;
+            }
+            let p = fan.path();
+            for o in fs::read_dir(&p).map_err(io_err("listing", &p))? {
+                let o = o.map_err(io_err("listing", &p))?;
+                if let Some(n) = o.file_name().to_str() {
+                    if !n.starts_with('.') {
+                        out.push(n.to_string());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes objects no index entry names. Callers hold the store exclusively (no
+    /// unpack in flight) and have dropped the indexes of removed layers first.
+    pub fn gc(&self) -> Result<GcStats, ObjectError> {
+        let live: HashSet<String> = self.index.objects()?.into_iter().collect();
+        let mut stats = GcStats::default();
+        for id in self.list()? {
+            if live.contains(&id) {
+                continue;
+            }
+            let p = self.path(&id);
+            let md = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
+            fs::remove_file(&p).map_err(io_err("removing", &p))?;
+            stats.removed += 1;
+            if std::os::unix::fs::MetadataExt::nlink(&md) == 1 {
+                stats.bytes += std::os::unix::fs::MetadataExt::blocks(&md) * 512;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Re-hashes every object against its name and checks that every index entry's
+    /// object exists.
+    pub fn fsck(&self) -> Result<FsckReport, ObjectError> {
+        let mut r = FsckReport::default();
+        let on_disk: HashSet<String> = self.list()?.into_iter().collect();
+        for id in &on_disk {
+            let p = self.path(id);
+            let (hash, size) = ingest::hash_file(&p)?;
+            r.objects += 1;
+            r.bytes += size;
+            if !id.starts_with(&hash) {
+                r.problems.push(Problem {
+                    subject: format!("object {id}"),
+                    detail: format!("content hashes to {hash}"),
+                });
+            }
+        }
+        for (layer, path, object) in self.index.object_refs()? {
+            r.entries += 1;
+            if !on_disk.contains(&object) {
+                r.problems.push(Problem {
+                    subject: format!("layer {layer}: /{path}"),
+                    detail: format!("object {object} is missing"),
+                });
+            }
+        }
+        Ok(r)
+    }
+}
