@@ -491,3 +491,86 @@ fn push_round_trip_with_skopeo_and_containerd() {
     assert_eq!(printed_digest(&out2), digest);
     env2.assert_sound();
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn make_certs(dir: &Path) {
+    crate::support::need("openssl");
+    sh(&format!(
+        "set -e; cd {}
+         openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=berth-test-ca -keyout ca.key -out ca.pem 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr 2>/dev/null
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > server.ext
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.pem 2>/dev/null
+         openssl req -newkey rsa:2048 -nodes -subj /CN=berth-client -keyout client.key -out client.csr 2>/dev/null
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.pem 2>/dev/null
+         mkdir -p skopeo-certs && cp client.pem skopeo-certs/client.cert && cp client.key skopeo-certs/client.key && cp ca.pem skopeo-certs/ca.crt",
+        dir.display()
+    ));
+}
+
+/// A TLS registry that requires client certificates: hosts.toml settings decide whether
+/// berth can talk to it (CA file, skip_verify, client cert and key, plain_http).
+#[test]
+fn tls_registry_with_ca_skip_verify_and_client_certs() {
+    let env = Env::new();
+    let dirs = ClientDirs::new(&env);
+    let certs = env.path("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    make_certs(&certs);
+    let c = |f: &str| certs.join(f).display().to_string();
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n    clientcas:\n      - {}\n",
+        c("server.pem"),
+        c("server.key"),
+        c("ca.pem")
+    );
+    let reg = Registry::start(&tls);
+    let layout = env.path("layout");
+    busybox_layout(&layout, "bb", &[]);
+    sh(&format!(
+        "skopeo copy --quiet --dest-cert-dir {} oci:{}:bb docker://{}/tls/bb:v1",
+        c("skopeo-certs"),
+        layout.display(),
+        reg.addr()
+    ));
+    let image = format!("{}/tls/bb:v1", reg.addr());
+    let hosts = dirs.berth.join("hosts.toml");
+    let write_hosts = |body: &str| {
+        std::fs::write(&hosts, format!("[hosts.\"{}\"]\n{body}", reg.addr())).expect("hosts.toml")
+    };
+
+    // Loopback means plain HTTP by default: the TLS server cannot answer that.
+    let err = dirs.fails(&env, &["pull", "-q", &image]);
+    assert!(err.contains(&reg.addr()), "{err}");
+    // HTTPS without our CA: the certificate is not trusted.
+    write_hosts("plain_http = false\n");
+    let err = dirs.fails(&env, &["pull", "-q", &image]);
+    assert!(
+        err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"),
+        "{err}"
+    );
+    // Trusted CA but no client certificate: the server refuses the handshake.
+    write_hosts(&format!("plain_http = false\nca = \"{}\"\n", c("ca.pem")));
+    dirs.fails(&env, &["pull", "-q", &image]);
+    // CA and client certificate: works.
+    write_hosts(&format!(
+        "plain_http = false\nca = \"{}\"\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        c("ca.pem"),
+        c("client.pem"),
+        c("client.key")
+    ));
+    let out = dirs.ok(&env, &["pull", "-q", &image]);
+    assert!(out.starts_with(&image), "{out}");
+    // skip_verify instead of the CA: also works, and the store is sound.
+    env.ok(&["rmi", &image]);
+    write_hosts(&format!(
+        "plain_http = false\nskip_verify = true\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        c("client.pem"),
+        c("client.key")
+    ));
+    dirs.ok(&env, &["pull", "-q", &image]);
+    env.assert_sound();
+    // --plain-http overrides the file for one command, and fails against TLS.
+    dirs.fails(&env, &["pull", "-q", "--plain-http", &image]);
+}
