@@ -574,3 +574,50 @@ fn tls_registry_with_ca_skip_verify_and_client_certs() {
     // --plain-http overrides the file for one command, and fails against TLS.
     dirs.fails(&env, &["pull", "-q", "--plain-http", &image]);
 }
+
+/// Progress: plain state lines on stderr when it is not a terminal, bars on a terminal,
+/// nothing with -q; stdout is always the one result line.
+#[test]
+fn pull_progress_plain_lines_bars_and_quiet() {
+    let env = Env::new();
+    let dirs = ClientDirs::new(&env);
+    let reg = Registry::start("");
+    let layout = env.path("layout");
+    busybox_layout(&layout, "bb", &[]);
+    reg.seed(&layout, "bb", "progress/bb:v1", None);
+    let image = format!("{}/progress/bb:v1", reg.addr());
+    let out = dirs.cmd(&env, &["pull", &image]).output().expect("pull");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for state in ["downloading", "unpacking", "done"] {
+        assert!(
+            stderr.lines().any(|l| l.ends_with(&format!(": {state}"))),
+            "{state}:\n{stderr}"
+        );
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    env.ok(&["rmi", &image]);
+    env.ok(&["gc"]);
+    // On a terminal: indicatif bars (drawn with the bar characters), driven through script(1).
+    let script = format!(
+        "BERTH_ROOT={} BERTH_RUN={} BERTH_CONFIG={} DOCKER_CONFIG={} {} pull {image}",
+        env.root().display(),
+        env.path("run").display(),
+        dirs.berth.display(),
+        dirs.docker.display(),
+        crate::support::berth_bin()
+    );
+    let tty = sh(&format!("script -qec '{script}' /dev/null"));
+    assert!(tty.contains("done") && tty.contains('['), "{tty}");
+    env.ok(&["rmi", &image]);
+    env.ok(&["gc"]);
+    let quiet = dirs
+        .cmd(&env, &["pull", "-q", &image])
+        .output()
+        .expect("pull");
+    assert!(
+        quiet.status.success() && quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+}
