@@ -49,9 +49,9 @@ berth net --netns demo-b addr add 10.123.0.2/24 dev veth-b
 berth net --netns demo-a link set veth-a up
 berth net --netns demo-b link set veth-b up
 berth run -d --name demo-server --net ns:demo-a --stdout "$work/server.out" localhost/busybox:motd \
-  sh -c 'echo "hello from the server in demo-a" | nc -l -p 7000'
+  sh -c '(echo "hello from the server in demo-a"; sleep 1) | nc -l -p 7000'
 for _ in $(seq 50); do
-  reply=$(berth run --rm --net ns:demo-b localhost/busybox:motd sh -c 'echo "hello from the client in demo-b" | nc -w 2 10.123.0.1 7000' || true)
+  reply=$(berth run --rm --net ns:demo-b localhost/busybox:motd sh -c '(echo "hello from the client in demo-b"; sleep 1) | nc -w 3 10.123.0.1 7000' || true)
   [ -n "$reply" ] && break; sleep 0.1
 done
 echo "client got: $reply"

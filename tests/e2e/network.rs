@@ -120,7 +120,7 @@ fn veth_pair_carries_data_both_ways() {
         IMAGE,
         "sh",
         "-c",
-        "echo from-a | nc -l -p 7000",
+        "(echo from-a; sleep 1) | nc -l -p 7000",
     ]);
     let mut reply = String::new();
     for _ in 0..50 {
@@ -134,7 +134,7 @@ fn veth_pair_carries_data_both_ways() {
                 IMAGE,
                 "sh",
                 "-c",
-                "echo from-b | nc -w 2 10.77.0.1 7000",
+                "(echo from-b; sleep 1) | nc -w 3 10.77.0.1 7000",
             ])
             .stdout
             .iter()
