@@ -62,16 +62,18 @@ debian_image() {
   if [ -s "$out" ]; then echo "$out"; return; fi
   local w; w=$(mktemp -d /var/tmp/berth-debian-XXXXXX)
   debootstrap --variant=minbase bookworm "$w/rootfs" >/dev/null 2>&1 || debootstrap --variant=minbase bookworm "$w/rootfs" http://deb.debian.org/debian >/dev/null
+  rm -f "$w"/rootfs/var/cache/apt/archives/*.deb "$w"/rootfs/var/lib/apt/lists/*_Packages
   umoci init --layout "$w/layout" >/dev/null
   umoci new --image "$w/layout:debian" >/dev/null
   umoci unpack --image "$w/layout:debian" "$w/bundle" >/dev/null
   cp -a "$w/rootfs/usr" "$w/bundle/rootfs/"
-  umoci repack --image "$w/layout:debian" "$w/bundle" >/dev/null
+  umoci repack --refresh-bundle --image "$w/layout:debian" "$w/bundle" >/dev/null
   cp -a "$w/rootfs/var" "$w/rootfs/etc" "$w/bundle/rootfs/"
-  umoci repack --image "$w/layout:debian" "$w/bundle" >/dev/null
+  umoci repack --refresh-bundle --image "$w/layout:debian" "$w/bundle" >/dev/null
   (cd "$w/rootfs" && for e in *; do [ "$e" = usr ] || [ "$e" = var ] || [ "$e" = etc ] || cp -a "$e" "$w/bundle/rootfs/"; done)
-  umoci repack --image "$w/layout:debian" "$w/bundle" >/dev/null
+  umoci repack --refresh-bundle --image "$w/layout:debian" "$w/bundle" >/dev/null
   umoci config --image "$w/layout:debian" --config.cmd /bin/bash >/dev/null
+  umoci gc --layout "$w/layout"
   umoci tag --image "$w/layout:debian" docker.io/library/debian-bench:3layers >/dev/null
   tar -C "$w/layout" -cf "$out.partial" . && mv "$out.partial" "$out"
   rm -rf "$w"
