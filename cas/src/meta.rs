@@ -161,9 +161,29 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// WAL size past which closing the database checkpoints and empties it: every open
+/// scans the whole WAL (recovery), so it must stay small; a dozen CLI runs' writes.
+const WAL_CHECKPOINT_BYTES: u64 = 256 << 10;
+
 /// The open metadata database.
 pub struct Meta {
     conn: Connection,
+}
+
+impl Drop for Meta {
+    /// Checkpoints a grown WAL (skipped if another connection is busy: a later close
+    /// does it). Auto-checkpoints cannot do this for short-lived processes: recovery on
+    /// the next open forgets what was checkpointed, so the WAL would never restart.
+    fn drop(&mut self) {
+        let wal = self.conn.path().map(|p| format!("{p}-wal"));
+        let grown =
+            wal.is_some_and(|w| std::fs::metadata(w).is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES));
+        if grown {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
 }
 
 impl Meta {
@@ -174,6 +194,13 @@ impl Meta {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Keep the WAL across closes: a checkpoint on every close, and a fresh WAL (header
+        // and directory fsyncs) on every open, cost each short CLI run several fsyncs.
+        // Drop checkpoints once the WAL has grown (see `WAL_CHECKPOINT_BYTES`).
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )?;
         let mut meta = Meta { conn };
         meta.migrate()?;
         Ok(meta)

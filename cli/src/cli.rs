@@ -102,7 +102,7 @@ pub enum Command {
     Rmi(RmiArgs),
     /// Check out an image (or `scratch`) as a writable root filesystem mounted at DIR.
     #[command(
-        after_help = "Examples:\n  berth checkout busybox ./work\n  berth checkout scratch ./rootfs\n  berth checkout --readonly alpine /mnt/alpine"
+        after_help = "Examples:\n  berth checkout busybox ./work\n  berth checkout scratch ./rootfs\n  berth checkout --readonly alpine /mnt/alpine\n  berth checkout --fuse alpine ./work   # overlay on a FUSE view, nothing unpacked"
     )]
     Checkout(CheckoutArgs),
     /// List checkouts.
@@ -191,6 +191,9 @@ pub struct ImportArgs {
     /// Platform whose manifest must be complete, as os/arch[/variant].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Store the blobs only; layers are unpacked (or indexed, for `--fuse`) on first use.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 /// Archive formats.
@@ -269,6 +272,10 @@ pub struct CheckoutArgs {
     /// Mount read-only.
     #[arg(long)]
     pub readonly: bool,
+    /// Stack the writable overlay on a FUSE view of the image served from the file
+    /// objects, instead of on unpacked layer directories.
+    #[arg(long, conflicts_with = "readonly")]
+    pub fuse: bool,
     /// Platform to resolve a multi-platform image to, as os/arch[/variant].
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,

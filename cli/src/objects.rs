@@ -59,21 +59,41 @@ pub fn usage(root: &Path) -> Result<DedupUsage> {
     Ok(u)
 }
 
-/// gc for objects: drops the tree indexes of layers the overlay snapshotter no longer
-/// has, then every object no index names. Runs under the exclusive store lock.
-pub fn collect(root: &Path) -> Result<berth_fs::objects::GcStats> {
+/// Label on a FUSE-backed checkout's snapshot: the image's layer keys, base first, which
+/// the FUSE server behind its lower directory (`berth_fs::snapshot::LOWER_LABEL`) shows.
+pub const LAYERS_LABEL: &str = "berth.fuse.layers";
+
+/// gc for objects: drops the tree indexes of layers that are neither overlay snapshots,
+/// nor layers of a named image, nor shown by a FUSE-backed checkout, then every object
+/// no index names. Runs under the exclusive store lock, after snapshot gc.
+pub fn collect(root: &Path, store: &berth_cas::Store) -> Result<berth_fs::objects::GcStats> {
     if !root.join("objects").exists() {
         return Ok(Default::default());
     }
-    let store = open(root)?;
+    let objects = open(root)?;
     let snap = crate::unpack::open(root, berth_fs::snapshot::SnapshotterKind::Overlay)?;
-    let live: std::collections::HashSet<String> = snap.list()?.into_iter().map(|i| i.key).collect();
-    for key in store.index().layers()? {
-        if !live.contains(&key) {
-            store.index().remove_layer(&key)?;
+    let mut live = std::collections::HashSet::new();
+    for info in snap.list()? {
+        if let Some(layers) = info.labels.get(LAYERS_LABEL) {
+            live.extend(layers.split(',').map(String::from));
+        }
+        live.insert(info.key);
+    }
+    let host = berth_cas::Platform::host();
+    for img in store.meta().images()? {
+        let Ok(desc) = berth_cas::image::descriptor(&img.media_type, &img.digest, img.size) else {
+            continue;
+        };
+        if let Ok(r) = berth_cas::image::resolve(store, &desc, &host, &img.name) {
+            live.extend(r.chain_ids());
         }
     }
-    Ok(store.gc()?)
+    for key in objects.index().layers()? {
+        if !live.contains(&key) {
+            objects.index().remove_layer(&key)?;
+        }
+    }
+    Ok(objects.gc()?)
 }
 
 /// fsck for objects: re-hashes each object, checks each index entry's object exists.

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::support::{need_root, sh, Env};
 
 /// Writes an OCI layout whose single layer is `layer` (an uncompressed or gzip tar).
-fn layout_with_layer(layout: &Path, name: &str, layer: &[u8], diff_id_of: &[u8]) {
+pub(crate) fn layout_with_layer(layout: &Path, name: &str, layer: &[u8], diff_id_of: &[u8]) {
     use sha2::{Digest, Sha256};
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
@@ -34,7 +34,7 @@ fn layout_with_layer(layout: &Path, name: &str, layer: &[u8], diff_id_of: &[u8])
 }
 
 /// A tar entry with a raw name (the tar crate's safe setters refuse `..` and `/`).
-fn raw_entry(
+pub(crate) fn raw_entry(
     tar: &mut tar::Builder<Vec<u8>>,
     kind: tar::EntryType,
     name: &str,
@@ -53,7 +53,7 @@ fn raw_entry(
     tar.append(&h, body).expect("append");
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(bytes).expect("gzip");
@@ -61,12 +61,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Host files the layers aim at; checked untouched afterwards.
-struct Sentinel {
+pub(crate) struct Sentinel {
     dir: tempfile::TempDir,
 }
 
 impl Sentinel {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("berth-sentinel-")
             .tempdir()
@@ -75,11 +75,11 @@ impl Sentinel {
         Sentinel { dir }
     }
 
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.dir.path().display().to_string()
     }
 
-    fn assert_untouched(&self) {
+    pub(crate) fn assert_untouched(&self) {
         let names: Vec<_> = std::fs::read_dir(self.dir.path())
             .expect("ls")
             .flatten()

@@ -364,3 +364,239 @@ fn gc_removes_unused_objects_and_fsck_finds_a_corrupt_one() {
     assert_eq!(objects(), "", "gc removed every object");
     env.ok(&["fsck"]);
 }
+
+/// Overlay snapshot directories in the store (layer dirs and checkout uppers).
+fn snapshot_dirs(env: &Env) -> usize {
+    std::fs::read_dir(env.root().join("snapshots/overlay/snapshots"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// berth's FUSE mounts whose mount point is under this env.
+fn fuse_mounts(env: &Env) -> usize {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let base = env.dir.path().to_str().expect("utf8").to_string();
+    info.lines()
+        .filter(|l| {
+            l.contains(" - fuse.berth ")
+                && l.split(' ').nth(4).is_some_and(|m| m.starts_with(&base))
+        })
+        .count()
+}
+
+/// From blobs only (`import --no-unpack`), `mount --fuse` streams each layer into objects
+/// and a tree index without making a layer directory; the view equals `umoci unpack` and
+/// an overlay checkout unpacked afterwards (whose files link to the same objects).
+#[test]
+fn index_only_fuse_mount_of_rich_image_equals_checkout() {
+    need_root();
+    let env = Env::new();
+    let layout = env.path("layout");
+    rich_layout(&layout, "rich");
+    let name = "localhost/rich:v1";
+    env.ok(&[
+        "import",
+        "--no-unpack",
+        "--name",
+        name,
+        layout.to_str().expect("utf8"),
+    ]);
+    assert_eq!(snapshot_dirs(&env), 0, "--no-unpack unpacks nothing");
+    let fuse = FuseMount::new(&env, name, "fuse");
+    assert_eq!(snapshot_dirs(&env), 0, "the FUSE view needs no layer dir");
+    let reference = umoci_rootfs(&layout, "rich", &env.path("umoci"));
+    assert_same_tree(&fuse.dir, &reference);
+    let objects_before = env.ok(&["du"]);
+    let view = Checkout::readonly(&env, name, "view", &[]);
+    assert_same_tree(&view.dir, &reference);
+    let (a, b) = (
+        Tree::scan(&fuse.dir).expect("scan fuse"),
+        Tree::scan(&view.dir).expect("scan view"),
+    );
+    let diffs = a.differences(&b, false);
+    assert!(diffs.is_empty(), "FUSE vs checkout:\n{}", diffs.join("\n"));
+    // The unpacked layer files are links to the objects the stream wrote.
+    let st = std::fs::metadata(view.dir.join("data/blob")).expect("stat");
+    assert!(st.nlink() >= 2, "layer file linked to its object");
+    assert!(
+        objects_before.contains("unpacked file data"),
+        "{objects_before}"
+    );
+    drop(view);
+    drop(fuse);
+    env.assert_sound();
+}
+
+/// A hostile layer indexed without unpacking: `..` and absolute names are cleaned into
+/// the root (recorded as paths only), nothing is written beside the host sentinel; a
+/// write through a symlink of the layer falls back to a confined full unpack.
+#[test]
+fn index_only_ingest_confines_hostile_paths() {
+    use crate::fs_hostile::{gzip, layout_with_layer, raw_entry, Sentinel};
+    need_root();
+    let env = Env::new();
+    let s = Sentinel::new();
+    let victim = format!("{}/victim", s.path());
+    let build = |with_symlink: bool| {
+        let mut tar = tar::Builder::new(Vec::new());
+        let reg = tar::EntryType::Regular;
+        raw_entry(&mut tar, reg, "../../../../../../escape-dotdot", None, b"x");
+        raw_entry(&mut tar, reg, &victim, None, b"pwned-abs");
+        raw_entry(&mut tar, reg, "dir/.wh.gone", None, b"");
+        if with_symlink {
+            raw_entry(
+                &mut tar,
+                tar::EntryType::Symlink,
+                "evil",
+                Some(&s.path()),
+                b"",
+            );
+            raw_entry(&mut tar, reg, "evil/new-file", None, b"pwned-new");
+        }
+        tar.into_inner().expect("tar")
+    };
+    for (tag, with_symlink) in [("plain", false), ("symlink", true)] {
+        let plain = build(with_symlink);
+        let layout = env.path(&format!("layout-{tag}"));
+        let name = format!("localhost/evil-{tag}:v1");
+        layout_with_layer(&layout, &name, &gzip(&plain), &plain);
+        env.ok(&["import", "--no-unpack", layout.to_str().expect("utf8")]);
+        let fuse = FuseMount::new(&env, &name, &format!("fuse-{tag}"));
+        s.assert_untouched();
+        assert!(!Path::new("/escape-dotdot").exists());
+        let read = |p: &str| std::fs::read_to_string(fuse.dir.join(p)).expect("confined");
+        assert_eq!(read("escape-dotdot"), "x");
+        assert_eq!(read(victim.trim_start_matches('/')), "pwned-abs");
+        assert!(fuse.dir.join("dir").is_dir() && !fuse.dir.join("dir/gone").exists());
+        if with_symlink {
+            let inside = format!("{}/new-file", s.path().trim_start_matches('/'));
+            assert_eq!(read(&inside), "pwned-new", "resolved inside the layer");
+            assert_eq!(snapshot_dirs(&env), 1, "fell back to unpacking");
+        } else {
+            assert_eq!(snapshot_dirs(&env), 0, "indexed without a layer dir");
+        }
+    }
+    s.assert_untouched();
+    env.assert_sound();
+}
+
+/// A `checkout --fuse` that is discarded even if the test fails.
+struct FuseCheckout<'a> {
+    env: &'a Env,
+    dir: PathBuf,
+}
+
+impl<'a> FuseCheckout<'a> {
+    fn new(env: &'a Env, image: &str, name: &str) -> Self {
+        let dir = env.path(name);
+        env.ok(&["checkout", "--fuse", image, dir.to_str().expect("utf8")]);
+        FuseCheckout { env, dir }
+    }
+
+    fn path(&self) -> &str {
+        self.dir.to_str().expect("utf8")
+    }
+}
+
+impl Drop for FuseCheckout<'_> {
+    fn drop(&mut self) {
+        let _ = self.env.run(&["discard", self.path()]);
+    }
+}
+
+fn status(env: &Env, dir: &str) -> Vec<String> {
+    env.ok(&["status", dir]).lines().map(String::from).collect()
+}
+
+/// `checkout --fuse` stacks a writable overlay on a FUSE view: nothing is unpacked, the
+/// status tells added from modified from deleted against the view, a container runs from
+/// it and its writes show, commit moves it onto a FUSE view of the new image, and
+/// umount/mount/discard start and stop its FUSE server.
+#[test]
+fn fuse_checkout_tracks_changes_runs_a_container_and_commits() {
+    need_root();
+    need("runc");
+    let env = Env::new();
+    let layout = env.path("layout");
+    busybox_layout(
+        &layout,
+        "busybox",
+        &[("etc/motd", "hello\n"), ("etc/gone", "x\n")],
+    );
+    let name = "localhost/busybox:v1";
+    env.ok(&[
+        "import",
+        "--no-unpack",
+        "--name",
+        name,
+        layout.to_str().expect("utf8"),
+    ]);
+    let co = FuseCheckout::new(&env, name, "work");
+    assert_eq!(fuse_mounts(&env), 1, "the checkout's lower is a FUSE view");
+    assert_eq!(snapshot_dirs(&env), 1, "only the checkout's upper dir");
+    assert_eq!(
+        std::fs::read_to_string(co.dir.join("etc/motd")).expect("read"),
+        "hello\n"
+    );
+    assert!(status(&env, co.path()).is_empty());
+    std::fs::write(co.dir.join("etc/motd"), "changed\n").expect("write");
+    std::fs::write(co.dir.join("new-file"), "new\n").expect("write");
+    std::fs::remove_file(co.dir.join("etc/gone")).expect("rm");
+    env.ok(&[
+        "run",
+        "--rm",
+        co.path(),
+        "sh",
+        "-c",
+        "echo hi > /from-container",
+    ]);
+    let st = status(&env, co.path());
+    for want in [
+        "M /etc/motd",
+        "D /etc/gone",
+        "A /from-container",
+        "A /new-file",
+    ] {
+        assert!(st.iter().any(|l| l == want), "{want} missing from {st:?}");
+    }
+    assert!(!st.iter().any(|l| l.contains("/bin")), "{st:?}");
+
+    env.ok(&["commit", co.path(), "localhost/busybox:v2", "-m", "on fuse"]);
+    assert!(
+        status(&env, co.path()).is_empty(),
+        "the checkout moved onto v2"
+    );
+    assert_eq!(
+        fuse_mounts(&env),
+        1,
+        "one FUSE view: the old one was stopped"
+    );
+    assert_eq!(snapshot_dirs(&env), 1, "still nothing unpacked");
+    assert_eq!(
+        std::fs::read_to_string(co.dir.join("from-container")).expect("read"),
+        "hi\n"
+    );
+    assert!(!co.dir.join("etc/gone").exists());
+
+    env.ok(&["umount", co.path()]);
+    assert_eq!(fuse_mounts(&env), 0, "umount stops the FUSE server");
+    assert!(!is_mounted(&co.dir));
+    // With no image name left, gc keeps what the checkout's FUSE view serves.
+    env.ok(&["rmi", "localhost/busybox:v1", "localhost/busybox:v2"]);
+    env.ok(&["gc"]);
+    env.ok(&["mount", co.path()]);
+    assert_eq!(fuse_mounts(&env), 1);
+    assert_eq!(
+        std::fs::read_to_string(co.dir.join("new-file")).expect("read"),
+        "new\n"
+    );
+    std::fs::write(co.dir.join("after"), "x").expect("write");
+    assert_eq!(status(&env, co.path()), ["A /after"]);
+
+    env.ok(&["discard", co.path()]);
+    assert_eq!(fuse_mounts(&env), 0, "discard stops the FUSE server");
+    assert!(!co.dir.exists() || !is_mounted(&co.dir));
+    drop(co);
+    env.ok(&["gc"]);
+    env.assert_sound();
+}

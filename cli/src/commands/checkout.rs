@@ -86,6 +86,7 @@ fn reconcile(ctx: &Context, store: &Store, rec: CheckoutRecord) -> Result<Checko
             ..rec.clone()
         };
         store.meta().write(|tx| meta::put_checkout(tx, &next))?;
+        let _ = super::fuse::release(snap.as_ref(), &rec.snapshot);
         let _ = snap.remove(&rec.snapshot);
         return Ok(next);
     }
@@ -137,18 +138,23 @@ pub fn checkout(ctx: &Context, a: CheckoutArgs, out: &mut dyn Write) -> Result<(
             a.dir.display()
         );
     }
-    let (image_name, manifest, parent) =
-        base_of(ctx, &store, snap.as_ref(), &a.image, a.platform.as_deref())?;
     let key = format!("checkout-{}", ids::random_hex(8)?);
-    let mounts = if a.readonly {
-        snap.view(&key, parent.as_deref())?
+    let (image_name, manifest, mounts) = if a.fuse {
+        fuse_base(ctx, &store, snap.as_ref(), &a, &dir, &key)?
     } else {
-        snap.prepare(&key, parent.as_deref())?
+        let (image_name, manifest, parent) =
+            base_of(ctx, &store, snap.as_ref(), &a.image, a.platform.as_deref())?;
+        let mounts = if a.readonly {
+            snap.view(&key, parent.as_deref())?
+        } else {
+            snap.prepare(&key, parent.as_deref())?
+        };
+        snap.update_labels(
+            &key,
+            checkout_labels(&dir.to_string_lossy(), &image_name, &manifest),
+        )?;
+        (image_name, manifest, mounts)
     };
-    snap.update_labels(
-        &key,
-        checkout_labels(&dir.to_string_lossy(), &image_name, &manifest),
-    )?;
     let record = CheckoutRecord {
         dir: dir.to_string_lossy().into_owned(),
         image: image_name,
@@ -164,11 +170,37 @@ pub fn checkout(ctx: &Context, a: CheckoutArgs, out: &mut dyn Write) -> Result<(
         let _ = store
             .meta()
             .write(|tx| meta::delete_checkout(tx, &record.dir));
+        let _ = super::fuse::release(snap.as_ref(), &key);
         let _ = snap.remove(&key);
         return Err(e).with_context(|| format!("mounting {}", dir.display()));
     }
     writeln!(out, "checked out {} at {}", record.image, dir.display())?;
     Ok(())
+}
+
+/// `checkout --fuse`: a snapshot whose lowerdir is a FUSE view of the image.
+fn fuse_base(
+    ctx: &Context,
+    store: &Store,
+    snap: &dyn Snapshotter,
+    a: &CheckoutArgs,
+    dir: &Path,
+    key: &str,
+) -> Result<(String, String, Vec<berth_mount::Mount>)> {
+    if a.image == SCRATCH {
+        bail!("--fuse needs an image; scratch has nothing to serve");
+    }
+    let img = find_image(store, &a.image)?;
+    let resolved = image::resolve(
+        store,
+        &target(&img)?,
+        &platform(a.platform.as_deref())?,
+        &img.name,
+    )?;
+    let manifest = resolved.manifest_desc.digest().to_string();
+    let labels = checkout_labels(&dir.to_string_lossy(), &img.name, &manifest);
+    let mounts = super::fuse::prepare_snapshot(ctx, store, snap, key, &resolved, labels)?;
+    Ok((img.name, manifest, mounts))
 }
 
 #[derive(Serialize)]
@@ -233,7 +265,7 @@ pub fn ensure_mounted(ctx: &Context, c: &CheckoutRecord) -> Result<()> {
     }
     let snap = ctx.snapshotter_named(&c.snapshotter)?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mounts = snap.mounts(&c.snapshot)?;
+    let mounts = super::fuse::checkout_mounts(ctx, snap.as_ref(), &c.snapshot)?;
     berth_mount::mount_all(&mounts, dir).with_context(|| format!("mounting {}", dir.display()))
 }
 
@@ -267,6 +299,8 @@ pub fn umount(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let store = ctx.store()?;
     let c = find_checkout_by_path(ctx, &store, &a.dir)?;
     berth_mount::unmount_recursive(Path::new(&c.dir))?;
+    let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    super::fuse::release(snap.as_ref(), &c.snapshot)?;
     writeln!(out, "unmounted {}", c.dir)?;
     Ok(())
 }
@@ -277,6 +311,7 @@ pub fn discard(ctx: &Context, a: DirArg, out: &mut dyn Write) -> Result<()> {
     let dir = Path::new(&c.dir);
     berth_mount::unmount_recursive(dir)?;
     let snap = ctx.snapshotter_named(&c.snapshotter)?;
+    super::fuse::release(snap.as_ref(), &c.snapshot)?;
     match snap.remove(&c.snapshot) {
         Ok(()) | Err(berth_fs::snapshot::SnapshotError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),

@@ -90,15 +90,19 @@ pub fn commit(ctx: &Context, a: CommitArgs, out: &mut dyn Write) -> Result<()> {
 
     let desc = image::descriptor(media::OCI_MANIFEST, &manifest_digest, manifest_size)?;
     let resolved = image::resolve(&store, &desc, &berth_cas::Platform::host(), &name)?;
-    let top = unpack::unpack(&store, snap.as_ref(), &resolved, ctx.limits)?;
-    switch(
-        &store,
-        snap.as_ref(),
-        &c,
-        &name,
-        &manifest_digest,
-        top.as_deref(),
-    )?;
+    // A FUSE-backed checkout moves onto a FUSE view of the new image (its layers are
+    // indexed, not unpacked); any other onto the new image's unpacked top layer.
+    let next = if super::fuse::is_fuse_backed(snap.as_ref(), &c.snapshot)? {
+        Base::Fuse(ctx, &resolved)
+    } else {
+        Base::Layer(unpack::unpack(
+            &store,
+            snap.as_ref(),
+            &resolved,
+            ctx.limits,
+        )?)
+    };
+    switch(&store, snap.as_ref(), &c, &name, &manifest_digest, next)?;
     writeln!(
         out,
         "{name} {manifest_digest} ({} changes, layer {})",
@@ -185,18 +189,35 @@ fn document(store: &Store, bytes: &[u8]) -> Result<(berth_cas::ingest::Verified,
     Ok((v, d, n))
 }
 
-/// Moves the checkout onto the new image: a fresh snapshot on its top layer.
+/// What the checkout's next snapshot stacks on.
+enum Base<'a> {
+    /// The new image's top layer (None: no layers).
+    Layer(Option<String>),
+    /// A FUSE view of the new image.
+    Fuse(&'a Context, &'a image::Resolved),
+}
+
+/// Moves the checkout onto the new image: a fresh snapshot on it.
 fn switch(
     store: &Store,
     snap: &dyn Snapshotter,
     c: &CheckoutRecord,
     name: &str,
     manifest: &str,
-    top: Option<&str>,
+    base: Base<'_>,
 ) -> Result<()> {
     let key = format!("checkout-{}", ids::random_hex(8)?);
-    let mounts = snap.prepare(&key, top)?;
-    snap.update_labels(&key, checkout_labels(&c.dir, name, manifest))?;
+    let labels = checkout_labels(&c.dir, name, manifest);
+    let mounts = match base {
+        Base::Layer(top) => {
+            let mounts = snap.prepare(&key, top.as_deref())?;
+            snap.update_labels(&key, labels)?;
+            mounts
+        }
+        Base::Fuse(ctx, image) => {
+            super::fuse::prepare_snapshot(ctx, store, snap, &key, image, labels)?
+        }
+    };
     // Killed from here on, `find_checkout` finishes the job from what is mounted.
     let dir = Path::new(&c.dir);
     faults::point("commit-before-switch");
@@ -211,6 +232,7 @@ fn switch(
         ..c.clone()
     };
     store.meta().write(|tx| meta::put_checkout(tx, &next))?;
+    super::fuse::release(snap, &c.snapshot)?;
     snap.remove(&c.snapshot)
         .with_context(|| format!("removing the old snapshot {}", c.snapshot))?;
     Ok(())

@@ -41,7 +41,13 @@ pub fn run(ctx: &Context, a: RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let id = created.rec.id.clone();
     let result = match a.detach {
         true => launch::detached(ctx, &id).map(|_| 0),
-        false => launch::foreground(ctx, &created.cfg, a.create.interactive).map_err(Into::into),
+        false => launch::foreground(
+            ctx,
+            &created.cfg,
+            a.create.interactive,
+            created.snapshotter.as_ref(),
+        )
+        .map_err(Into::into),
     };
     match result {
         Ok(n) if a.detach => {

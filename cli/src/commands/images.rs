@@ -44,7 +44,7 @@ pub fn import(ctx: &Context, a: ImportArgs, out: &mut dyn Write) -> Result<()> {
     let host = opts.platform.clone();
     // Unpack before naming: an image whose layers cannot become a filesystem is not imported.
     let mut unpack_all = |images: &[(String, Descriptor)]| -> Result<(), archive::HookError> {
-        for (name, desc) in images {
+        for (name, desc) in images.iter().filter(|_| !a.no_unpack) {
             let unpacked = image::resolve(&store, desc, &host, name)
                 .map_err(anyhow::Error::from)
                 .and_then(|r| crate::unpack::unpack(&store, snap.as_ref(), &r, ctx.limits));

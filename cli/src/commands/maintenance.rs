@@ -17,7 +17,7 @@ pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
     let store = Store::open_exclusive(&ctx.root)
         .with_context(|| format!("opening store at {}", ctx.root.display()))?;
     let snapshots = super::snapshots::collect(ctx, &store)?;
-    let objects = crate::objects::collect(&ctx.root)?;
+    let objects = crate::objects::collect(&ctx.root, &store)?;
     let report = collect::collect(&store, Duration::from_secs(a.ingest_grace))?;
     if ctx.json {
         return output::json(

@@ -1,7 +1,8 @@
 //! Running a created container's supervisor: in this process for a foreground run, or
 //! as a re-exec'd `berth __supervise ID` in its own session for a detached one. Either way
 //! the store is closed while the container runs (its flock must not pin gc), and reopened
-//! afterwards to record the exit or remove an `--rm` container.
+//! afterwards to record the exit or remove an `--rm` container. A foreground run keeps
+//! the snapshotter (no lock of its own) open to remove the snapshot with.
 
 use std::fs::OpenOptions;
 use std::process::{Command, Stdio};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use berth_cas::containers as records;
 use berth_exec::supervisor::{self, ContainerStatus, SupervisorConfig, SupervisorError};
+use berth_fs::snapshot::Snapshotter;
 
 use super::{find, state_dir, Force};
 use crate::context::Context;
@@ -26,6 +28,7 @@ pub fn foreground(
     ctx: &Context,
     cfg: &SupervisorConfig,
     interactive: bool,
+    snap: &dyn Snapshotter,
 ) -> Result<i32, SupervisorError> {
     if !interactive && !cfg.terminal {
         if let Ok(null) = std::fs::File::open("/dev/null") {
@@ -33,7 +36,7 @@ pub fn foreground(
         }
     }
     let result = supervisor::run(cfg);
-    finish(ctx, &cfg.id);
+    finish(ctx, &cfg.id, Some(snap));
     result
 }
 
@@ -68,18 +71,19 @@ pub fn supervise(ctx: &Context, id: &str) -> Result<i32> {
     let _ = nix::unistd::setsid();
     let cfg = SupervisorConfig::load(&state_dir(ctx, id))?;
     let result = supervisor::run(&cfg);
-    finish(ctx, id);
+    finish(ctx, id, None);
     Ok(result?)
 }
 
 /// After the supervisor: mirror the exit into the record, or remove an `--rm` container.
 /// Failures here are logged, not fatal: the container itself has already ended.
-fn finish(ctx: &Context, id: &str) {
+/// `snap`, if given, is the container's snapshotter, already open.
+fn finish(ctx: &Context, id: &str, snap: Option<&dyn Snapshotter>) {
     let done = || -> Result<()> {
         let store = ctx.store()?;
         let rec = find(&store, id)?;
         if rec.auto_remove {
-            return super::remove(ctx, &store, &rec, Force::No);
+            return super::remove_with(ctx, &store, &rec, Force::No, snap);
         }
         let st = supervisor::read_status(&state_dir(ctx, id))?;
         let finished = st

@@ -27,6 +27,7 @@ use berth_exec::runtime::{Bundle, Runtime, Status};
 use berth_exec::supervisor::{self, ContainerStatus, Phase};
 
 use crate::context::Context;
+use crate::unpack;
 
 /// Where a container's run state lives. Named by the first 32 hex digits (128 bits) of
 /// the id: the console socket inside must fit a unix socket path (108 bytes).
@@ -169,6 +170,18 @@ pub enum Force {
 /// Removes a container: kills it if asked, then its runtime state, mounts, snapshot,
 /// state dir and record. Keeps going after a failed step and reports the first failure.
 pub fn remove(ctx: &Context, store: &Store, rec: &ContainerRecord, force: Force) -> Result<()> {
+    remove_with(ctx, store, rec, force, None)
+}
+
+/// [`remove`], with the container's snapshotter if the caller has it open (it must be
+/// the one the record names).
+pub fn remove_with(
+    ctx: &Context,
+    store: &Store,
+    rec: &ContainerRecord,
+    force: Force,
+    snap: Option<&dyn berth_fs::snapshot::Snapshotter>,
+) -> Result<()> {
     let state = state_of(ctx, rec);
     if state.is_live() || state == State::Created && has_live_supervisor(ctx, &rec.id) {
         if force == Force::No {
@@ -193,8 +206,11 @@ pub fn remove(ctx: &Context, store: &Store, rec: &ContainerRecord, force: Force)
             }
         }
     }
-    if let Err(e) = Bundle::open(dir.join("bundle")).remove() {
-        errors.push(e.into());
+    // The supervisor removes the bundle of a container that ran; no mount table to read.
+    if dir.join("bundle").exists() {
+        if let Err(e) = Bundle::open(dir.join("bundle")).remove() {
+            errors.push(e.into());
+        }
     }
     if let Err(e) = std::fs::remove_dir_all(&dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -202,7 +218,11 @@ pub fn remove(ctx: &Context, store: &Store, rec: &ContainerRecord, force: Force)
         }
     }
     if let (Some(kind), Some(key)) = (&rec.snapshotter, &rec.snapshot) {
-        match ctx.snapshotter_named(kind).map(|s| s.remove(key)) {
+        let removed = match snap {
+            Some(s) if unpack::kind_name(s.kind()) == kind.as_str() => Ok(s.remove(key)),
+            _ => ctx.snapshotter_named(kind).map(|s| s.remove(key)),
+        };
+        match removed {
             Ok(Ok(())) | Ok(Err(berth_fs::snapshot::SnapshotError::NotFound(_))) => {}
             Ok(Err(e)) => errors.push(e.into()),
             Err(e) => errors.push(e),

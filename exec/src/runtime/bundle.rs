@@ -42,7 +42,7 @@ impl Bundle {
         self.dir.join("rootfs")
     }
 
-    /// Writes `config.json` atomically (temp file, fsync, rename).
+    /// Writes `config.json` atomically (temp file, rename).
     pub fn write_spec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), RuntimeError> {
         let json = serde_json::to_vec_pretty(spec).expect("a Spec always serializes");
         write_atomic(&self.dir.join("config.json"), &json)
@@ -63,6 +63,8 @@ impl Bundle {
 }
 
 /// Writes `data` to `path` so readers see the old or the new content, never a part.
+/// No fsync: this is run state (bundle spec, supervisor status), meaningless after a
+/// reboot and usually on tmpfs; the rename alone gives readers the atomicity.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError> {
     use std::io::Write;
     let io = |source| RuntimeError::Io {
@@ -75,7 +77,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), RuntimeError>
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io)?;
+    f.write_all(data).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 

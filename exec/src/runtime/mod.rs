@@ -15,7 +15,7 @@ mod console;
 mod types;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde::Deserialize;
 
@@ -23,6 +23,9 @@ pub(crate) use bundle::write_atomic;
 pub use bundle::Bundle;
 pub use console::ConsoleSocket;
 pub use types::{ContainerState, CreateOptions, ExecOptions, RuntimeError, Status, StdioSet};
+
+/// The runtime's log of a `run`, in the bundle.
+const RUN_LOG: &str = "runtime-run.log";
 
 /// A runc-compatible runtime binary plus its state directory.
 #[derive(Debug, Clone)]
@@ -153,6 +156,45 @@ impl Runtime {
         Err(self.failed("create", id, status.code(), &last_log_error(&text)))
     }
 
+    /// Creates and starts container `id` in one runtime process (`run`, not detached),
+    /// the cheapest way to run a container that needs no terminal hand-over: the runtime
+    /// stays as the parent of the container's init, passes signals sent to it on, exits
+    /// with the init's code (128+n for signal n) and deletes the container itself. Reap
+    /// the returned child with `waitpid`, then ask [`Runtime::run_error`] whether a
+    /// non-zero code was the runtime failing rather than the container.
+    pub fn spawn_run(&self, id: &str, opts: CreateOptions) -> Result<Child, RuntimeError> {
+        let log = opts.bundle.join(RUN_LOG);
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = self.command_logging("run", Some(&log));
+        cmd.arg("--bundle").arg(&opts.bundle);
+        if let Some(p) = &opts.pid_file {
+            cmd.arg("--pid-file").arg(p);
+        }
+        cmd.arg(id)
+            .stdin(opts.stdio.stdin)
+            .stdout(opts.stdio.stdout)
+            .stderr(opts.stdio.stderr);
+        cmd.spawn().map_err(|source| self.spawn_err("run", source))
+    }
+
+    /// The error a finished [`Runtime::spawn_run`] logged, if it failed itself (a
+    /// container exiting non-zero logs no error).
+    pub fn run_error(&self, id: &str, bundle: &Path, code: i32) -> Option<RuntimeError> {
+        let text = std::fs::read_to_string(bundle.join(RUN_LOG)).unwrap_or_default();
+        let msg = logged_error(&text)?;
+        Some(self.failed("run", id, Some(code), &msg))
+    }
+
+    /// Whether the runtime may still hold state for `id`: false only when its state
+    /// directory (`<root>/<id>`, the layout runc and crun share) is known to be absent,
+    /// so a clean `run` needs no `delete` round trip.
+    pub fn may_have_state(&self, id: &str) -> bool {
+        match &self.root {
+            Some(root) => root.join(id).symlink_metadata().is_ok(),
+            None => true,
+        }
+    }
+
     /// Starts the user process of a created container.
     pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
         let mut cmd = self.command("start");
@@ -279,22 +321,24 @@ fn one_line(s: &str) -> String {
 /// The last error message of a runc/crun JSON log (`{"level":"error","msg":...}`), or
 /// the last line as is.
 fn last_log_error(log: &str) -> String {
+    logged_error(log)
+        .or_else(|| log.lines().last().map(one_line))
+        .unwrap_or_else(|| "failed (no log)".to_string())
+}
+
+/// The last error-level message of a runc/crun JSON log, as one line.
+fn logged_error(log: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Line {
         level: Option<String>,
         msg: Option<String>,
     }
-    let parsed: Vec<Line> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let err = parsed
-        .iter()
+    log.lines()
         .rev()
-        .find(|l| l.level.as_deref() == Some("error"))
-        .and_then(|l| l.msg.clone());
-    err.or_else(|| log.lines().last().map(str::to_string))
-        .map_or_else(|| "failed (no log)".to_string(), |s| one_line(&s))
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| l.level.as_deref() == Some("error"))
+        .find_map(|l| l.msg)
+        .map(|m| one_line(&m))
 }
 
 #[cfg(test)]

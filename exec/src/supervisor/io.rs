@@ -202,6 +202,44 @@ pub fn event_loop(signals: &Signals, init: Pid, mut pty: Option<Pty>) -> i32 {
     }
 }
 
+/// How often [`runner_loop`] looks for the container's start while it has not seen it.
+const START_POLL_MS: u16 = 2;
+
+/// Runs until `runner` (a foreground `runtime run`, our child) is reaped: forwards
+/// signals to it (the runtime passes them on to the container) and reaps every child.
+/// Until `started` returns true it is called every few milliseconds, so the caller can
+/// notice the container's pid file. Returns the runner's exit code (128+n for signal n).
+pub fn runner_loop(signals: &Signals, runner: Pid, mut started: impl FnMut() -> bool) -> i32 {
+    let mut waiting = true;
+    loop {
+        let timeout = match waiting {
+            true => PollTimeout::from(START_POLL_MS),
+            false => PollTimeout::NONE,
+        };
+        let mut fds = [PollFd::new(signals.fd.as_fd(), PollFlags::POLLIN)];
+        let ready = poll(&mut fds, timeout).is_ok_and(|n| n > 0);
+        if waiting {
+            waiting = !started();
+        }
+        if !ready {
+            continue;
+        }
+        while let Ok(Some(info)) = signals.fd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => {
+                    if let Some(code) = reap(runner) {
+                        return code;
+                    }
+                }
+                Ok(Signal::SIGWINCH) | Err(_) => {}
+                Ok(other) => {
+                    let _ = kill(runner, other);
+                }
+            }
+        }
+    }
+}
+
 /// Reaps every exited child; returns the exit code if `init` was among them.
 fn reap(init: Pid) -> Option<i32> {
     let mut found = None;

@@ -10,6 +10,9 @@
 //!   subreaper (so the container's init, orphaned when `runtime create` exits, is re-parented
 //!   to it), calls setsid when detached, runs `create` + `start`, and writes `status.json`
 //!   (`creating` → `running` with the pid → `exited` with code and time, or `failed`).
+//!   A foreground container without a terminal runs as one `runtime run` instead (no
+//!   console to receive between create and start): the runtime process stays our child,
+//!   receives the forwarded signals, and deletes its state itself.
 //!   The final status is written after cleanup, so a waiter that sees it finds no runtime
 //!   state or mounts left.
 //! - While the container runs, SIGINT/SIGTERM/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 are forwarded to
@@ -170,6 +173,9 @@ pub fn run(cfg: &SupervisorConfig) -> Result<i32, SupervisorError> {
     };
     status::write_status(&cfg.state_dir, &status)?;
     let runtime = cfg.runtime();
+    if !cfg.terminal && !cfg.detached {
+        return run_oneshot(cfg, &runtime, &signals, status);
+    }
     let started = create_and_start(cfg, &runtime);
     let (pid, pty, _raw) = match started {
         Ok(s) => s,
@@ -198,6 +204,74 @@ pub fn run(cfg: &SupervisorConfig) -> Result<i32, SupervisorError> {
     status.error = cleaned.as_ref().err().map(|e| format!("cleanup: {e}"));
     status::write_status(&cfg.state_dir, &status)?;
     cleaned.map(|()| code)
+}
+
+/// A foreground container without a terminal: one `runtime run` (see
+/// [`Runtime::spawn_run`]) instead of create + start + delete, which costs two runtime
+/// processes more. `running` is recorded once the runtime writes the pid file.
+fn run_oneshot(
+    cfg: &SupervisorConfig,
+    runtime: &Runtime,
+    signals: &io::Signals,
+    mut status: ContainerStatus,
+) -> Result<i32, SupervisorError> {
+    let pid_file = cfg.state_dir.join("init.pid");
+    let opts = CreateOptions {
+        bundle: cfg.bundle.clone(),
+        pid_file: Some(pid_file.clone()),
+        console_socket: None,
+        stdio: StdioSet::inherit(),
+    };
+    let outcome = runtime.spawn_run(&cfg.id, opts).map(|child| {
+        let runner = Pid::from_raw(child.id() as i32);
+        io::runner_loop(signals, runner, || {
+            let Ok(pid) = read_pid(&pid_file) else {
+                return false;
+            };
+            status.phase = Phase::Running;
+            status.pid = Some(pid.as_raw());
+            status.started_at = Some(status::now());
+            if let Err(e) = status::write_status(&cfg.state_dir, &status) {
+                tracing::warn!("container {}: {e}", cfg.id);
+            }
+            true
+        })
+    });
+    let started = status.pid.is_some() || read_pid(&pid_file).is_ok();
+    let (code, failure): (i32, Option<SupervisorError>) = match outcome {
+        Err(e) => (-1, Some(e.into())),
+        Ok(0) => (0, None),
+        Ok(code) => match runtime.run_error(&cfg.id, &cfg.bundle, code) {
+            Some(e) => (code, Some(e.into())),
+            None if !started => (
+                code,
+                Some(SupervisorError::StartFailed(format!(
+                    "the runtime exited with code {code} before the container started"
+                ))),
+            ),
+            None => (code, None),
+        },
+    };
+    status.finished_at = Some(status::now());
+    let cleaned = cleanup(cfg, runtime);
+    let result = match failure {
+        Some(e) => {
+            status.phase = Phase::Failed;
+            status.error = Some(match &cleaned {
+                Ok(()) => e.to_string(),
+                Err(c) => format!("{e}; cleanup: {c}"),
+            });
+            Err(e)
+        }
+        None => {
+            status.phase = Phase::Exited;
+            status.exit_code = Some(code);
+            status.error = cleaned.as_ref().err().map(|e| format!("cleanup: {e}"));
+            cleaned.map(|()| code)
+        }
+    };
+    status::write_status(&cfg.state_dir, &status)?;
+    result
 }
 
 type Started = (Pid, Option<io::Pty>, Option<io::RawMode>);
@@ -313,9 +387,13 @@ fn read_pid(path: &Path) -> Result<Pid, SupervisorError> {
     Ok(Pid::from_raw(pid))
 }
 
-/// Deletes the runtime state and, if asked, the bundle; reports the first failure.
+/// Deletes the runtime state (if any is left: `run` deletes its own) and, if asked,
+/// the bundle; reports the first failure.
 fn cleanup(cfg: &SupervisorConfig, runtime: &Runtime) -> Result<(), SupervisorError> {
-    let deleted = runtime.delete(&cfg.id, true);
+    let deleted = match runtime.may_have_state(&cfg.id) {
+        true => runtime.delete(&cfg.id, true),
+        false => Ok(()),
+    };
     let removed = if cfg.remove_bundle {
         Bundle::open(&cfg.bundle).remove()
     } else {

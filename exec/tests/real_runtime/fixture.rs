@@ -122,6 +122,18 @@ impl Fixture {
         )
     }
 
+    /// Foreground run in the background: the container's stdout goes to `out_path`.
+    pub fn spawn_foreground(&self, opts: &RunOptions) -> std::process::Child {
+        self.config(opts, false);
+        let out = std::fs::File::create(self.out_path()).expect("out file");
+        self.supervisor_command()
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("supervisor")
+    }
+
     /// Detached run; returns once the container runs.
     pub fn start_detached(&self, opts: &RunOptions) -> supervisor::ContainerStatus {
         self.config(opts, true);

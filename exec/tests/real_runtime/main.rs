@@ -27,7 +27,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 9] = [
+    let tests: [(&str, Test); 10] = [
         ("exit_code_and_stdout", tests::exit_code_and_stdout),
         (
             "env_workdir_user_hostname",
@@ -51,6 +51,10 @@ fn main() {
         (
             "runtime_errors_carry_stderr",
             tests::runtime_errors_carry_stderr,
+        ),
+        (
+            "foreground_runs_as_one_runtime_process",
+            tests::foreground_runs_as_one_runtime_process,
         ),
     ];
     let (mut passed, mut failed, mut skipped) = (0, Vec::new(), 0);

@@ -284,3 +284,46 @@ pub fn runtime_errors_carry_stderr(rt: &str) {
     fx.bundle.remove().expect("remove");
     fx.assert_clean();
 }
+
+/// A foreground run without a terminal is one `runtime run`: signals sent to the
+/// supervisor reach the container through it, `running` is recorded with the pid, and a
+/// runtime that fails (no such command) is reported as a failure, not as an exit code.
+pub fn foreground_runs_as_one_runtime_process(rt: &str) {
+    let script = "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.05; done";
+    let fx = Fixture::new(rt, "fg");
+    let child = fx.spawn_foreground(&fx.opts(&["sh", "-c", script]));
+    wait_until("ready", || fx.output().contains("ready"));
+    // The runtime writes the pid file after starting init; the supervisor notices it soon.
+    wait_until("running", || {
+        supervisor::read_status(&fx.state).is_ok_and(|s| s.phase == Phase::Running)
+    });
+    let st = supervisor::read_status(&fx.state).expect("status");
+    let pid = st.pid.expect("pid recorded");
+    assert!(supervisor::process_alive(pid), "init {pid} is not alive");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("supervisor");
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(fx.output().contains("got-term"));
+    let st = supervisor::read_status(&fx.state).expect("status");
+    assert_eq!((st.phase, st.exit_code), (Phase::Exited, Some(7)));
+    fx.assert_clean();
+
+    let fx = Fixture::new(rt, "fgerr");
+    let (code, _, err) = fx.run(&fx.opts(&["/no/such/command"]));
+    assert_eq!(code, 125, "{err}");
+    // The runtime's own stderr is the container's, so its message may show there too;
+    // the supervisor's error carries it from the runtime's log.
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("supervisor: ") && last.contains("/no/such/command"),
+        "{err:?}"
+    );
+    let st = supervisor::read_status(&fx.state).expect("status");
+    assert_eq!(st.phase, Phase::Failed, "{st:?}");
+    assert!(st.error.is_some_and(|e| !e.is_empty()));
+    fx.assert_clean();
+}

@@ -8,7 +8,7 @@ use super::path::RelPath;
 use super::ApplyError;
 
 /// Owner, mode, times and xattrs of an entry, from its header and PAX records.
-pub(super) struct Meta {
+pub(crate) struct Meta {
     pub mode: u32,
     pub uid: u32,
     pub gid: u32,
@@ -17,7 +17,7 @@ pub(super) struct Meta {
 }
 
 /// Header fields, overridden by PAX records where present (large ids, fractional mtimes).
-pub(super) fn read_meta<R: Read>(
+pub(crate) fn read_meta<R: Read>(
     e: &mut tar::Entry<'_, R>,
     path: &RelPath,
 ) -> Result<Meta, ApplyError> {

@@ -13,8 +13,8 @@
 //! way and may not be directories.
 
 mod entry;
-mod meta;
-mod path;
+pub(crate) mod meta;
+pub(crate) mod path;
 mod resolve;
 mod whiteout;
 
@@ -145,12 +145,12 @@ pub enum ApplyError {
 }
 
 /// Counts and hashes the uncompressed stream, and stops it at `limit`.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-    size: u64,
-    limit: Option<u64>,
-    over_limit: bool,
+pub(crate) struct Hashing<R> {
+    pub(crate) inner: R,
+    pub(crate) hash: Sha256,
+    pub(crate) size: u64,
+    pub(crate) limit: Option<u64>,
+    pub(crate) over_limit: bool,
 }
 
 impl<R: Read> Read for Hashing<R> {

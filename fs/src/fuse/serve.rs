@@ -222,11 +222,15 @@ impl Filesystem for ViewFs {
         match self.open_file(ino, flags, &reply) {
             Ok((fh, pass, open)) => {
                 let mut table = self.open.lock().unwrap_or_else(|p| p.into_inner());
+                // Read-only: a close has nothing to flush, so skip its round trip.
                 match (&open._backing, pass) {
                     (Some(id), true) => {
-                        reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id)
+                        reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, id)
                     }
-                    _ => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                    _ => reply.opened(
+                        FileHandle(fh),
+                        FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+                    ),
                 }
                 table.insert(fh, open);
             }

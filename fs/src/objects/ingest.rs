@@ -31,7 +31,7 @@ pub(super) fn hash_file(path: &Path) -> Result<(String, u64), ObjectError> {
 
 /// The part of an object's name that covers what its inode carries besides content, and
 /// the path it belongs at (see the module docs of `objects`).
-fn meta_key(e: &Entry) -> String {
+pub(super) fn meta_key(e: &Entry) -> String {
     let mut h = blake3::Hasher::new();
     h.update(b"berth-object-v1\0");
     for n in [e.mode, e.uid, e.gid] {

@@ -26,6 +26,7 @@
 mod entry;
 mod index;
 mod ingest;
+mod stream;
 
 use std::collections::HashSet;
 use std::fs;
@@ -65,6 +66,16 @@ pub enum ObjectError {
         found: i64,
         /// The newest this build knows.
         supported: i64,
+    },
+    /// A layer tar could not be indexed (bad entry, digest mismatch, size limit...).
+    #[error("{0}")]
+    Layer(#[source] Box<crate::apply::ApplyError>),
+    /// An entry lies below a non-directory of its own layer: only a real unpack (which
+    /// resolves symlinks inside the layer root) can place it.
+    #[error("layer entry {path} lies below a non-directory; it needs a full unpack")]
+    NeedsUnpack {
+        /// The entry's cleaned path.
+        path: PathBuf,
     },
     /// A stored row cannot be decoded.
     #[error("object index row {layer}:{path} is corrupt: {what}")]
@@ -169,6 +180,21 @@ impl ObjectStore {
         Ok(entries)
     }
 
+    /// Streams the (compressed) layer tar `reader` once, storing its regular files as
+    /// objects and its tree index under `key`, without any layer directory (see
+    /// `stream`). `opts.expected_diff_id` and `opts.max_size` are checked as
+    /// `apply_layer` checks them; the index is written only if they hold.
+    pub fn ingest_tar(
+        &self,
+        key: &str,
+        reader: impl io::Read,
+        opts: &crate::apply::ApplyOptions,
+    ) -> Result<crate::apply::ApplyStats, ObjectError> {
+        let (entries, stats) = stream::ingest_tar(self, reader, opts)?;
+        self.index.put_layer(key, &entries)?;
+        Ok(stats)
+    }
+
     /// Every object id on disk.
     pub fn list(&self) -> Result<Vec<String>, ObjectError> {
         let mut out = Vec::new();
@@ -197,6 +223,14 @@ impl ObjectStore {
     pub fn gc(&self) -> Result<GcStats, ObjectError> {
         let live: HashSet<String> = self.index.objects()?.into_iter().collect();
         let mut stats = GcStats::default();
+        // Temporary files of index-only ingests that were killed.
+        for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let e = e.map_err(io_err("listing", &self.dir))?;
+            if e.file_name().as_encoded_bytes().starts_with(b".ingest-") {
+                let p = e.path();
+                fs::remove_file(&p).map_err(io_err("removing", &p))?;
+            }
+        }
         for id in self.list()? {
             if live.contains(&id) {
                 continue;

@@ -15,6 +15,10 @@ use super::{io_err, Info, Kind, SnapshotError};
 
 const SCHEMA_VERSION: i64 = 1;
 
+/// WAL size past which closing the database checkpoints and empties it (each open
+/// scans the whole WAL): a dozen snapshot changes.
+const WAL_CHECKPOINT_BYTES: u64 = 256 << 10;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS snapshots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -103,6 +107,17 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db)?;
+        // NORMAL: WAL commits do not fsync (a power cut may lose the last transactions,
+        // never consistency; `cleanup` removes directories whose row was lost). The WAL
+        // is kept across closes so short CLI runs pay no checkpoint or WAL-creation fsyncs;
+        // Drop checkpoints it once grown, so the scan of it on each open stays short.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -387,6 +402,20 @@ impl Store {
             removed.push(p);
         }
         Ok(removed)
+    }
+}
+
+impl Drop for Store {
+    /// Checkpoints a grown WAL (see `WAL_CHECKPOINT_BYTES`; skipped while another
+    /// connection is busy). Auto-checkpoints do not restart the WAL of short-lived
+    /// processes: recovery on the next open forgets what was checkpointed.
+    fn drop(&mut self) {
+        let wal = PathBuf::from(format!("{}-wal", self.db_path.display()));
+        if wal.metadata().is_ok_and(|m| m.len() > WAL_CHECKPOINT_BYTES) {
+            let _ = self
+                .lock()
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
     }
 }
 

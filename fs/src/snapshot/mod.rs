@@ -22,7 +22,7 @@ use berth_mount::Mount;
 use crate::apply::WhiteoutMode;
 pub use copy::copy_tree;
 pub use native::NativeSnapshotter;
-pub use overlay::OverlaySnapshotter;
+pub use overlay::{OverlaySnapshotter, LOWER_LABEL};
 
 /// The state of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

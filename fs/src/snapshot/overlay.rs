@@ -10,6 +10,12 @@ use berth_mount::Mount;
 use super::meta::{Record, Store};
 use super::{io_err, usage, Info, Kind, SnapshotError, Snapshotter, SnapshotterKind, Usage};
 
+/// Label naming an external lower directory for a parentless active or view snapshot:
+/// it is mounted as the snapshot's only lowerdir and is what diffs compare against.
+/// berth sets it to a FUSE view of an image (`berth checkout --fuse`), so a writable
+/// checkout stacks on the view without any layer directory.
+pub const LOWER_LABEL: &str = "berth.snapshot.lowerdir";
+
 /// Overlayfs-backed snapshots: each layer directory holds only its own changes.
 pub struct OverlaySnapshotter {
     store: Store,
@@ -52,11 +58,23 @@ impl OverlaySnapshotter {
         self.store.dir(rec.id).join("fs")
     }
 
-    fn mounts_of(&self, rec: &Record) -> Result<Vec<Mount>, SnapshotError> {
+    /// The parents' layer dirs, nearest first, or the external lower of a parentless
+    /// snapshot labelled with [`LOWER_LABEL`].
+    fn lowers_of(&self, rec: &Record) -> Result<Vec<PathBuf>, SnapshotError> {
         let chain = self.store.chain(&rec.info.key)?;
-        let lowers: Vec<String> = chain[1..]
+        if chain.len() == 1 {
+            if let Some(lower) = rec.info.labels.get(LOWER_LABEL) {
+                return Ok(vec![PathBuf::from(lower)]);
+            }
+        }
+        Ok(chain[1..].iter().map(|r| self.fs_of(r)).collect())
+    }
+
+    fn mounts_of(&self, rec: &Record) -> Result<Vec<Mount>, SnapshotError> {
+        let lowers: Vec<String> = self
+            .lowers_of(rec)?
             .iter()
-            .map(|r| self.fs_of(r).display().to_string())
+            .map(|p| p.display().to_string())
             .collect();
         let own = self.fs_of(rec).display().to_string();
         let overlay = |mut options: Vec<String>| {
@@ -155,10 +173,7 @@ impl Snapshotter for OverlaySnapshotter {
     }
 
     fn parent_dirs(&self, key: &str) -> Result<Vec<PathBuf>, SnapshotError> {
-        Ok(self.store.chain(key)?[1..]
-            .iter()
-            .map(|r| self.fs_of(r))
-            .collect())
+        self.lowers_of(&self.store.get(key)?)
     }
 
     fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {

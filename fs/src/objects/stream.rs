@@ -1,0 +1,595 @@
+//! Index-only ingest: a layer tar streamed once into objects and a tree index, with no
+//! layer directory. This is the fast path to a FUSE view of an image nothing has
+//! unpacked yet.
+//!
+//! The index records what `apply_layer` would have left in an overlay layer directory:
+//! the same path cleaning (`..` stops at the root, a leading `/` is dropped), whiteouts
+//! as 0/0 character devices, opaque markers as `trusted.overlay.opaque=y`, a whiteout
+//! never hiding this layer's own entries. Entry paths are only keys in a map: nothing
+//! is ever resolved on the host filesystem, so a hostile tar cannot reach outside the
+//! object directory. The one thing a map cannot mirror is an entry below a symlink of
+//! the same layer (apply resolves it inside the layer root); such a layer is refused
+//! with [`ObjectError::NeedsUnpack`] and the caller unpacks it the ordinary way.
+//!
+//! Each regular file becomes a temporary file in the object directory, hashed with
+//! blake3 as it is written, given its owner, mode, xattrs and mtime (so the object is
+//! the same inode an unpacked layer would link to), then linked under its id. Like
+//! unpacked layer files (and containerd's), objects are not fsynced one by one: a crash
+//! can tear the newest ones, which `berth fsck` finds by re-hashing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{self, File, FileTimes};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use tar::EntryType;
+use xattr::FileExt;
+
+use super::entry::{Entry, EntryKind};
+use super::ingest::meta_key;
+use super::{io_err, ObjectError, ObjectStore};
+use crate::apply::meta::{read_meta, Meta};
+use crate::apply::path::{marker, Marker, RelPath};
+use crate::apply::{ApplyError, ApplyOptions, ApplyStats, Hashing};
+use crate::compression::Decompressor;
+
+const OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
+
+/// The layer's tree as it is built, keyed by joined path.
+struct Builder<'a> {
+    store: &'a ObjectStore,
+    tree: BTreeMap<Vec<u8>, Entry>,
+    /// Paths this layer created, with their ancestors (whiteouts must spare them).
+    touched: HashSet<Vec<u8>>,
+    /// Whiteouts this layer made: a directory replacing one becomes opaque.
+    whiteouts: HashSet<Vec<u8>>,
+    next_group: u64,
+    entries: u64,
+    now: (i64, i64),
+}
+
+fn bad(_path: &RelPath, e: ApplyError) -> ObjectError {
+    ObjectError::Layer(Box::new(e))
+}
+
+fn read_err(e: io::Error) -> ObjectError {
+    ObjectError::Layer(Box::new(ApplyError::Read(e)))
+}
+
+fn plain(path: Vec<u8>, kind: EntryKind, mode: u32, now: (i64, i64)) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime: now,
+        size: 0,
+        blocks: 0,
+        object: None,
+        target: None,
+        rdev: 0,
+        xattrs: Vec::new(),
+        link_group: None,
+    }
+}
+
+/// Streams one (compressed) layer into objects and returns its index and stats.
+pub(super) fn ingest_tar(
+    store: &ObjectStore,
+    reader: impl Read,
+    opts: &ApplyOptions,
+) -> Result<(Vec<Entry>, ApplyStats), ObjectError> {
+    let (compression, dec) =
+        Decompressor::new(reader).map_err(|e| bad(&RelPath::default(), e.into()))?;
+    let hashing = Hashing {
+        inner: dec,
+        hash: Sha256::new(),
+        size: 0,
+        limit: opts.max_size,
+        over_limit: false,
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut b = Builder {
+        store,
+        tree: BTreeMap::new(),
+        touched: HashSet::new(),
+        whiteouts: HashSet::new(),
+        next_group: 1,
+        entries: 0,
+        now: (now.as_secs() as i64, i64::from(now.subsec_nanos())),
+    };
+    b.tree
+        .insert(Vec::new(), plain(Vec::new(), EntryKind::Dir, 0o755, b.now));
+    let mut archive = tar::Archive::new(hashing);
+    let result = b.all(&mut archive);
+    let mut hashing = archive.into_inner();
+    let limit = || {
+        ObjectError::Layer(Box::new(ApplyError::SizeLimit {
+            limit: opts.max_size.unwrap_or_default(),
+        }))
+    };
+    if hashing.over_limit {
+        return Err(limit());
+    }
+    result?;
+    // Zero blocks after the end marker belong to the DiffID too.
+    if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
+        return Err(if hashing.over_limit {
+            limit()
+        } else {
+            read_err(e)
+        });
+    }
+    let diff_id = format!("sha256:{}", hex::encode(hashing.hash.finalize()));
+    if let Some(expected) = &opts.expected_diff_id {
+        if *expected != diff_id {
+            return Err(bad(
+                &RelPath::default(),
+                ApplyError::DiffIdMismatch {
+                    expected: expected.clone(),
+                    found: diff_id,
+                },
+            ));
+        }
+    }
+    let stats = ApplyStats {
+        diff_id,
+        size: hashing.size,
+        entries: b.entries,
+        compression,
+    };
+    Ok((b.tree.into_values().collect(), stats))
+}
+
+impl Builder<'_> {
+    fn all<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Result<(), ObjectError> {
+        for e in archive.entries().map_err(read_err)? {
+            let mut e = e.map_err(read_err)?;
+            self.entry(&mut e)?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), ObjectError> {
+        let kind = e.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
+            return Ok(());
+        }
+        self.entries += 1;
+        let raw = e.path_bytes().into_owned();
+        let path = RelPath::clean(&raw);
+        let invalid = || {
+            bad(
+                &path,
+                ApplyError::InvalidPath {
+                    path: std::ffi::OsStr::from_bytes(&raw).into(),
+                },
+            )
+        };
+        let Some((dir, name)) = path.split_last() else {
+            if kind != EntryType::Directory {
+                return Err(invalid());
+            }
+            let meta = read_meta(e, &path).map_err(|x| bad(&path, x))?;
+            let root = self
+                .tree
+                .get_mut(&Vec::new())
+                .expect("the root is always in the tree");
+            set_attrs(root, &meta);
+            return Ok(());
+        };
+        match marker(name) {
+            Marker::None => {}
+            Marker::AufsMeta => return Ok(()),
+            Marker::Invalid => return Err(invalid()),
+            Marker::Whiteout(target) => {
+                let target = target.to_vec();
+                return self.whiteout(&dir, &target);
+            }
+            Marker::Opaque => return self.opaque(&dir),
+        }
+        let meta = read_meta(e, &path).map_err(|x| bad(&path, x))?;
+        self.parents(&dir, &path)?;
+        self.touch(&path);
+        let key = path.joined();
+        let existing = self.tree.get(&key).map(|x| x.kind);
+        if kind == EntryType::Directory && existing == Some(EntryKind::Dir) {
+            let d = self.tree.get_mut(&key).expect("just looked up");
+            set_attrs(d, &meta);
+            return Ok(());
+        }
+        let was_whiteout = existing.is_some() && self.whiteouts.remove(&key);
+        if existing.is_some() {
+            self.remove_all(&key);
+        }
+        let mut node = self.node(e, kind, &path, &meta)?;
+        if was_whiteout && node.kind == EntryKind::Dir {
+            add_xattr(&mut node, OPAQUE);
+        }
+        self.tree.insert(key, node);
+        Ok(())
+    }
+
+    /// The index entry for a new node (a file's object is written here).
+    fn node<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        kind: EntryType,
+        path: &RelPath,
+        meta: &Meta,
+    ) -> Result<Entry, ObjectError> {
+        let key = path.joined();
+        let ekind = match kind {
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => EntryKind::File,
+            EntryType::Directory => EntryKind::Dir,
+            EntryType::Symlink => EntryKind::Symlink,
+            EntryType::Char => EntryKind::Char,
+            EntryType::Block => EntryKind::Block,
+            EntryType::Fifo => EntryKind::Fifo,
+            EntryType::Link => return self.hardlink(e, path),
+            other => {
+                return Err(bad(
+                    path,
+                    ApplyError::Unsupported {
+                        path: path.display(),
+                        kind: other.as_byte() as char,
+                    },
+                ))
+            }
+        };
+        let mut n = plain(key, ekind, 0, self.now);
+        set_attrs(&mut n, meta);
+        match ekind {
+            EntryKind::Symlink => {
+                let target = e.link_name_bytes().unwrap_or_default().into_owned();
+                n.mode = 0o777;
+                n.size = target.len() as u64;
+                n.target = Some(target);
+            }
+            EntryKind::Char | EntryKind::Block => {
+                let h = e.header();
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                n.rdev = libc::makedev(major, minor);
+            }
+            EntryKind::File => self.write_object(e, &mut n, path)?,
+            _ => {}
+        }
+        Ok(n)
+    }
+
+    /// A tar hardlink: another name of the target's inode (same object, same group).
+    fn hardlink<R: Read>(
+        &mut self,
+        e: &tar::Entry<'_, R>,
+        path: &RelPath,
+    ) -> Result<Entry, ObjectError> {
+        let raw = e.link_name_bytes().unwrap_or_default().into_owned();
+        let target = RelPath::clean(&raw);
+        let refuse = |reason| {
+            bad(
+                path,
+                ApplyError::Hardlink {
+                    path: path.display(),
+                    target: target.display(),
+                    reason,
+                },
+            )
+        };
+        if target.is_root() {
+            return Err(refuse("target is the root"));
+        }
+        if target == *path {
+            return Err(refuse("target is the link itself"));
+        }
+        let tkey = target.joined();
+        let group = match self.tree.get(&tkey) {
+            None => return Err(refuse("target does not exist")),
+            Some(t) if t.kind == EntryKind::Dir => return Err(refuse("target is a directory")),
+            Some(t) => t.link_group,
+        };
+        let group = group.unwrap_or_else(|| {
+            self.next_group += 1;
+            self.next_group
+        });
+        let t = self.tree.get_mut(&tkey).expect("just looked up");
+        t.link_group = Some(group);
+        let mut n = t.clone();
+        n.path = path.joined();
+        Ok(n)
+    }
+
+    /// Copies a file's content into a new object carrying the entry's metadata.
+    fn write_object<R: Read>(
+        &self,
+        e: &mut tar::Entry<'_, R>,
+        n: &mut Entry,
+        path: &RelPath,
+    ) -> Result<(), ObjectError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = self.store.dir().join(format!(
+            ".ingest-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.fill(e, n, path, &tmp);
+        let _ = fs::remove_file(&tmp);
+        result
+    }
+
+    fn fill<R: Read>(
+        &self,
+        e: &mut tar::Entry<'_, R>,
+        n: &mut Entry,
+        path: &RelPath,
+        tmp: &std::path::Path,
+    ) -> Result<(), ObjectError> {
+        let mut f = File::create_new(tmp).map_err(io_err("creating", tmp))?;
+        let mut h = blake3::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let k = match e.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(x) if x.kind() == io::ErrorKind::Interrupted => continue,
+                Err(x) => return Err(read_err(x)),
+            };
+            h.update(&buf[..k]);
+            f.write_all(&buf[..k]).map_err(io_err("writing", tmp))?;
+            size += k as u64;
+        }
+        std::os::unix::fs::fchown(&f, Some(n.uid), Some(n.gid)).map_err(io_err("chown", tmp))?;
+        f.set_permissions(fs::Permissions::from_mode(n.mode))
+            .map_err(io_err("chmod", tmp))?;
+        for (k, v) in &n.xattrs {
+            f.set_xattr(std::ffi::OsStr::from_bytes(k), v)
+                .map_err(|x| bad(path, set_xattr_err(path, x)))?;
+        }
+        let t = to_system_time(n.mtime);
+        f.set_times(FileTimes::new().set_accessed(t).set_modified(t))
+            .map_err(io_err("setting times of", tmp))?;
+        let md = f.metadata().map_err(io_err("stat", tmp))?;
+        n.size = size;
+        n.blocks = md.blocks() * 512;
+        let id = format!("{}-{}", h.finalize().to_hex(), meta_key(n));
+        let obj = self.store.path(&id);
+        let fan = obj.parent().unwrap_or(self.store.dir());
+        fs::create_dir_all(fan).map_err(io_err("creating", fan))?;
+        match fs::hard_link(tmp, &obj) {
+            Ok(()) => {}
+            // Present already: the same content and metadata, stored once.
+            Err(x) if x.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(x) => return Err(io_err("publishing object", &obj)(x)),
+        }
+        n.object = Some(id);
+        Ok(())
+    }
+
+    /// Makes every ancestor of `path` a directory (created as apply creates them).
+    fn parents(&mut self, dir: &RelPath, path: &RelPath) -> Result<(), ObjectError> {
+        let mut cur: Vec<Vec<u8>> = Vec::new();
+        for c in &dir.0 {
+            cur.push(c.clone());
+            let key = cur.join(&b'/');
+            match self.tree.get(&key).map(|x| x.kind) {
+                Some(EntryKind::Dir) => {}
+                Some(_) => {
+                    return Err(ObjectError::NeedsUnpack {
+                        path: path.display(),
+                    })
+                }
+                None => {
+                    self.touched.insert(key.clone());
+                    let d = plain(key.clone(), EntryKind::Dir, 0o755, self.now);
+                    self.tree.insert(key, d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, path: &RelPath) {
+        for i in 1..=path.0.len() {
+            self.touched.insert(path.0[..i].join(&b'/'));
+        }
+    }
+
+    /// Removes `key` and everything below it.
+    fn remove_all(&mut self, key: &[u8]) {
+        self.tree.remove(key);
+        let mut start = key.to_vec();
+        start.push(b'/');
+        let mut end = key.to_vec();
+        end.push(b'/' + 1);
+        let doomed: Vec<Vec<u8>> = self
+            .tree
+            .range(start..end)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.tree.remove(&k);
+        }
+    }
+
+    /// `dir/.wh.name`: a 0/0 character device, unless this layer made `dir/name` itself.
+    fn whiteout(&mut self, dir: &RelPath, name: &[u8]) -> Result<(), ObjectError> {
+        let path = dir.child(name);
+        self.parents(dir, &path)?;
+        let key = path.joined();
+        if self.touched.contains(&key) {
+            if let Some(d) = self.tree.get_mut(&key).filter(|d| d.kind == EntryKind::Dir) {
+                add_xattr(d, OPAQUE);
+            }
+            return Ok(());
+        }
+        self.remove_all(&key);
+        self.tree.insert(
+            key.clone(),
+            plain(key.clone(), EntryKind::Char, 0, self.now),
+        );
+        self.whiteouts.insert(key);
+        Ok(())
+    }
+
+    /// `dir/.wh..wh..opq`: the directory (made if missing) hides lower children.
+    fn opaque(&mut self, dir: &RelPath) -> Result<(), ObjectError> {
+        let Some((parent, _)) = dir.split_last() else {
+            return Ok(());
+        };
+        self.parents(&parent, dir)?;
+        let key = dir.joined();
+        if !self.tree.contains_key(&key) {
+            self.touched.insert(key.clone());
+            let d = plain(key.clone(), EntryKind::Dir, 0o755, self.now);
+            self.tree.insert(key.clone(), d);
+        }
+        if let Some(d) = self.tree.get_mut(&key).filter(|d| d.kind == EntryKind::Dir) {
+            add_xattr(d, OPAQUE);
+        }
+        Ok(())
+    }
+}
+
+/// What `set_attrs` in apply does to a node: owner, mode, xattrs (added), mtime.
+fn set_attrs(n: &mut Entry, meta: &Meta) {
+    n.uid = meta.uid;
+    n.gid = meta.gid;
+    n.mode = meta.mode & 0o7777;
+    n.mtime = (meta.mtime.tv_sec(), meta.mtime.tv_nsec());
+    for (k, v) in &meta.xattrs {
+        add_xattr(n, (k, v));
+    }
+}
+
+fn add_xattr(n: &mut Entry, (k, v): (&[u8], &[u8])) {
+    match n.xattrs.binary_search_by(|(x, _)| x.as_slice().cmp(k)) {
+        Ok(i) => n.xattrs[i].1 = v.to_vec(),
+        Err(i) => n.xattrs.insert(i, (k.to_vec(), v.to_vec())),
+    }
+}
+
+fn set_xattr_err(path: &RelPath, source: io::Error) -> ApplyError {
+    ApplyError::Fs {
+        op: "setting xattr on",
+        path: path.display(),
+        source,
+    }
+}
+
+fn to_system_time((s, ns): (i64, i64)) -> SystemTime {
+    let d = Duration::new(s.unsigned_abs(), ns.unsigned_abs() as u32);
+    if s >= 0 && ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{apply_layer, WhiteoutMode};
+
+    fn add(t: &mut tar::Builder<Vec<u8>>, kind: EntryType, name: &str, link: &str, body: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(if kind == EntryType::Directory {
+            0o750
+        } else {
+            0o640
+        });
+        h.set_uid(1000);
+        h.set_gid(100);
+        h.set_mtime(1_600_000_000);
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        t.append(&h, body).expect("append");
+    }
+
+    /// What both ingests must agree on; times of nodes the tar gives none, directory
+    /// sizes and group numbers are the filesystem's.
+    fn normalize(mut v: Vec<Entry>) -> Vec<Entry> {
+        for e in &mut v {
+            if e.kind == EntryKind::Dir || e.is_whiteout() {
+                e.size = 0;
+                if e.mtime.0 != 1_600_000_000 {
+                    e.mtime = (0, 0);
+                }
+            }
+            e.link_group = e.link_group.map(|_| 0);
+        }
+        v
+    }
+
+    /// The index-only ingest records what apply + a walk of the layer dir record.
+    #[test]
+    fn stream_index_equals_unpacked_layer_index() {
+        let mut t = tar::Builder::new(Vec::new());
+        let (reg, dir) = (EntryType::Regular, EntryType::Directory);
+        add(&mut t, dir, "etc/", "", b"");
+        add(&mut t, reg, "etc/passwd", "", b"root\n");
+        add(
+            &mut t,
+            EntryType::Link,
+            "etc/passwd-link",
+            "etc/passwd",
+            b"",
+        );
+        add(&mut t, EntryType::Symlink, "etc/sym", "/etc/passwd", b"");
+        add(&mut t, EntryType::Fifo, "etc/fifo", "", b"");
+        add(&mut t, reg, "implicit/deep/file", "", b"deep");
+        add(&mut t, reg, "../../escape", "", b"confined");
+        add(&mut t, reg, "/abs", "", b"confined too");
+        add(&mut t, reg, "twice", "", b"first");
+        add(&mut t, reg, "twice", "", b"second");
+        add(&mut t, reg, ".wh.gone", "", b"");
+        add(&mut t, reg, "opq/.wh..wh..opq", "", b"");
+        add(&mut t, reg, "opq/kept", "", b"k");
+        add(&mut t, reg, "etc/.wh.passwd-old", "", b"");
+        let tar = t.into_inner().expect("tar");
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let layer = tmp.path().join("layer");
+        fs::create_dir(&layer).expect("mkdir");
+        let opts = ApplyOptions {
+            whiteouts: WhiteoutMode::Overlay,
+            ..ApplyOptions::default()
+        };
+        let applied = apply_layer(&tar[..], &layer, &opts).expect("apply");
+        let walked = ObjectStore::open(&tmp.path().join("a"))
+            .expect("open a")
+            .ingest_layer("l", &layer, true)
+            .expect("walk ingest");
+        let streamed = ObjectStore::open(&tmp.path().join("b")).expect("open b");
+        let stats = streamed
+            .ingest_tar("l", &tar[..], &opts)
+            .expect("stream ingest");
+        assert_eq!(stats.diff_id, applied.diff_id);
+        let indexed = streamed.index().layer("l").expect("read").expect("indexed");
+        assert_eq!(normalize(indexed), normalize(walked));
+        // Objects carry their entry's metadata, like the unpacked file they replace.
+        let entries = streamed.index().layer("l").expect("read").expect("indexed");
+        let passwd = entries.iter().find(|e| e.path == b"etc/passwd");
+        let id = passwd
+            .and_then(|e| e.object.clone())
+            .expect("etc/passwd is a file");
+        let md = fs::metadata(streamed.path(&id)).expect("object");
+        assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (1000, 100, 0o640));
+    }
+}
