@@ -15,6 +15,7 @@ pub mod digest;
 pub mod fuse;
 pub mod objects;
 pub mod snapshot;
+mod sqlite;
 pub mod tree;
 
 pub use apply::{apply_layer, ApplyError, ApplyOptions, ApplyStats, WhiteoutMode};

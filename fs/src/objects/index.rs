@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
@@ -57,10 +56,7 @@ impl Index {
             path: path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(db)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
+        let mut conn = crate::sqlite::open_wal(path).map_err(db)?;
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -103,10 +103,7 @@ impl Store {
             path: db_path.clone(),
             source,
         };
-        let mut conn = Connection::open(&db_path).map_err(db)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
+        let mut conn = crate::sqlite::open_wal(&db_path).map_err(db)?;
         // NORMAL: WAL commits do not fsync (a power cut may lose the last transactions,
         // never consistency; `cleanup` removes directories whose row was lost). The WAL
         // is kept across closes so short CLI runs pay no checkpoint or WAL-creation fsyncs;
