@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 /// How long a process waits for another holding the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens `path` in WAL mode with a busy timeout.
+/// Opens `path` in WAL mode with a busy timeout and foreign keys on.
 ///
 /// Switching a new database to WAL needs an exclusive lock, and SQLite answers "busy" at
 /// once, without calling the busy handler, when two connections race for it (each would
@@ -25,9 +25,34 @@ pub(crate) fn open_wal(path: &Path) -> rusqlite::Result<Connection> {
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            other => return other.map(|_| conn),
+            other => {
+                other?;
+                conn.pragma_update(None, "foreign_keys", "ON")?;
+                return Ok(conn);
+            }
         }
     }
+}
+
+/// Creates the tables of a database at schema `version` if it is older, inside an
+/// immediate transaction so that concurrent openers do it once. Returns the version
+/// found when it is newer than this build understands.
+pub(crate) fn ensure_schema(
+    conn: &mut Connection,
+    schema: &str,
+    version: i64,
+) -> rusqlite::Result<Option<i64>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > version {
+        return Ok(Some(found));
+    }
+    if found < version {
+        tx.execute_batch(schema)?;
+        tx.pragma_update(None, "user_version", version)?;
+    }
+    tx.commit()?;
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -88,13 +88,7 @@ impl Applier {
 
     pub fn apply_entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), ApplyError> {
         let kind = e.header().entry_type();
-        if matches!(
-            kind,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
+        if is_meta_header(kind) {
             return Ok(());
         }
         self.entries += 1;
@@ -365,4 +359,15 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// PAX and GNU long-name headers describe the next entry; the tar crate folds them in.
+pub(crate) fn is_meta_header(kind: EntryType) -> bool {
+    matches!(
+        kind,
+        EntryType::XGlobalHeader
+            | EntryType::XHeader
+            | EntryType::GNULongName
+            | EntryType::GNULongLink
+    )
 }

@@ -13,6 +13,7 @@
 //! way and may not be directories.
 
 mod entry;
+pub(crate) use entry::is_meta_header;
 pub(crate) mod meta;
 pub(crate) mod path;
 mod resolve;

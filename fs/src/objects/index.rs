@@ -57,26 +57,15 @@ impl Index {
             source,
         };
         let mut conn = crate::sqlite::open_wal(path).map_err(db)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db)?;
-        if version > SCHEMA_VERSION {
+        if let Some(found) =
+            crate::sqlite::ensure_schema(&mut conn, SCHEMA, SCHEMA_VERSION).map_err(db)?
+        {
             return Err(ObjectError::SchemaTooNew {
                 path: path.to_path_buf(),
-                found: version,
+                found,
                 supported: SCHEMA_VERSION,
             });
         }
-        if version < SCHEMA_VERSION {
-            tx.execute_batch(SCHEMA).map_err(db)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(db)?;
-        }
-        tx.commit().map_err(db)?;
         Ok(Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),

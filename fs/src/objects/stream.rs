@@ -159,13 +159,7 @@ impl Builder<'_> {
 
     fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), ObjectError> {
         let kind = e.header().entry_type();
-        if matches!(
-            kind,
-            EntryType::XGlobalHeader
-                | EntryType::XHeader
-                | EntryType::GNULongName
-                | EntryType::GNULongLink
-        ) {
+        if crate::apply::is_meta_header(kind) {
             return Ok(());
         }
         self.entries += 1;
