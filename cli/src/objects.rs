@@ -13,10 +13,15 @@ pub fn open(root: &Path) -> Result<ObjectStore> {
 }
 
 /// Deduplicates the finished overlay layer directory `dir` into objects and records its
-/// tree index under the layer's chainID.
-pub fn ingest_layer(root: &Path, chain_id: &str, dir: &Path) -> Result<()> {
+/// tree index under the layer's chainID. `known`: blake3 hashes by inode from the apply.
+pub fn ingest_layer(
+    root: &Path,
+    chain_id: &str,
+    dir: &Path,
+    known: &std::collections::HashMap<u64, String>,
+) -> Result<()> {
     open(root)?
-        .ingest_layer(chain_id, dir, true)
+        .ingest_layer(chain_id, dir, true, known)
         .with_context(|| format!("indexing layer {chain_id}"))?;
     Ok(())
 }

@@ -142,16 +142,27 @@ fn apply_one(
         whiteouts: snap.whiteout_mode(),
         max_size: limits.max_layer_size,
         expected_diff_id: Some(image.diff_ids()[i].clone()),
+        hash_files: snap.kind() == SnapshotterKind::Overlay,
     };
-    apply_layer(
+    let started = std::time::Instant::now();
+    let stats = apply_layer(
         std::io::BufReader::with_capacity(1 << 20, blob),
         &dir,
         &opts,
     )
     .with_context(|| format!("applying layer {}", layer.digest()))?;
+    let applied = started.elapsed();
     if snap.kind() == SnapshotterKind::Overlay {
-        crate::objects::ingest_layer(store.root(), &image.chain_ids()[i], &dir)?;
+        crate::objects::ingest_layer(store.root(), &image.chain_ids()[i], &dir, &stats.file_hashes)?;
     }
+    tracing::debug!(
+        layer = %layer.digest(),
+        bytes = stats.size,
+        entries = stats.entries,
+        apply_ms = applied.as_millis() as u64,
+        objects_ms = (started.elapsed() - applied).as_millis() as u64,
+        "layer unpacked"
+    );
     Ok(())
 }
 

@@ -9,20 +9,26 @@ use berth_fs::apply::{apply_layer, ApplyError, ApplyOptions};
 
 const BOMB: u64 = 2 << 30;
 
+/// A multi-member gzip stream (as `cat a.gz b.gz` makes): the header, then one
+/// compressed MiB of zeros repeated, which is quick to build.
 fn bomb() -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let gzip = |data: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(data).expect("compress");
+        gz.finish().expect("finish")
+    };
     let mut h = tar::Header::new_gnu();
     h.set_path("zeros").expect("path");
     h.set_size(BOMB);
     h.set_mode(0o644);
     h.set_cksum();
-    gz.write_all(h.as_bytes()).expect("header");
-    let chunk = vec![0u8; 1 << 20];
+    let mut packed = gzip(h.as_bytes());
+    let mib = gzip(&vec![0u8; 1 << 20]);
+    // The file's data, then (in the final MiB) tar's end-of-archive zero blocks.
     for _ in 0..(BOMB >> 20) + 1 {
-        // The file's data, then (in the final MiB) tar's end-of-archive zero blocks.
-        gz.write_all(&chunk).expect("zeros");
+        packed.extend_from_slice(&mib);
     }
-    gz.finish().expect("finish")
+    packed
 }
 
 fn peak_rss_kib() -> u64 {

@@ -83,7 +83,7 @@ pub fn index_image(
         if snap.stat(key).is_ok_and(|s| s.kind == Kind::Committed) {
             let dir = snap.fs_dir(key)?;
             objects
-                .ingest_layer(key, &dir, false)
+                .ingest_layer(key, &dir, false, &Default::default())
                 .with_context(|| format!("indexing layer {key}"))?;
         } else {
             todo.push(i);

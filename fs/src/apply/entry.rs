@@ -1,13 +1,13 @@
 //! One tar entry at a time: resolve its parent inside the root, clear what is in the
 //! way, create the node relative to the parent fd, then set owner, mode, xattrs, times.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
@@ -35,6 +35,8 @@ pub(super) struct Applier {
     pub whiteouts: HashSet<Vec<u8>>,
     dir_times: Vec<(RelPath, TimeSpec)>,
     pub entries: u64,
+    /// blake3 of each regular file written, by inode (when asked for).
+    pub file_hashes: Option<HashMap<u64, String>>,
 }
 
 pub(super) fn fs_err<'a>(
@@ -57,7 +59,7 @@ fn io_err<'a>(op: &'static str, p: &'a RelPath) -> impl FnOnce(io::Error) -> App
 }
 
 impl Applier {
-    pub fn new(root: Root, mode: WhiteoutMode) -> Self {
+    pub fn new(root: Root, mode: WhiteoutMode, hash_files: bool) -> Self {
         Applier {
             root,
             mode,
@@ -65,6 +67,7 @@ impl Applier {
             whiteouts: HashSet::new(),
             dir_times: Vec::new(),
             entries: 0,
+            file_hashes: hash_files.then(HashMap::new),
         }
     }
 
@@ -167,7 +170,13 @@ impl Applier {
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                write_file(e, pfd, name, path)
+                let mut hasher = self.file_hashes.as_ref().map(|_| blake3::Hasher::new());
+                let file = write_file(e, pfd, name, path, hasher.as_mut())?;
+                if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hasher) {
+                    let ino = file.metadata().map_err(io_err("stat", path))?.ino();
+                    hashes.insert(ino, h.finalize().to_hex().to_string());
+                }
+                Ok(())
             }
             EntryType::Directory => mkdirat(pfd.as_fd(), os, perm).map_err(fs_err("mkdir", path)),
             EntryType::Symlink => {
@@ -312,13 +321,15 @@ fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     std::fs::set_permissions(proc_path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
-/// Streams an entry's data into a new file, leaving holes where the data is zero.
+/// Streams an entry's data into a new file, leaving holes where the data is zero, and
+/// feeds it to `hasher` if given.
 fn write_file<R: Read>(
     e: &mut tar::Entry<'_, R>,
     pfd: &OwnedFd,
     name: &[u8],
     path: &RelPath,
-) -> Result<(), ApplyError> {
+    mut hasher: Option<&mut blake3::Hasher>,
+) -> Result<File, ApplyError> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(
@@ -336,6 +347,9 @@ fn write_file<R: Read>(
         if n == 0 {
             break;
         }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         // Slice equality is a memcmp: fast even in unoptimized builds.
         if buf[..n] == ZEROS[..n] {
             file.seek(SeekFrom::Current(n as i64))
@@ -345,7 +359,8 @@ fn write_file<R: Read>(
         }
         len += n as u64;
     }
-    file.set_len(len).map_err(io_err("sizing", path))
+    file.set_len(len).map_err(io_err("sizing", path))?;
+    Ok(file)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -17,15 +17,14 @@ pub(crate) use entry::is_meta_header;
 pub(crate) mod meta;
 pub(crate) mod path;
 mod resolve;
+pub(crate) mod stream;
 mod whiteout;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
-use crate::compression::{Compression, CompressionError, Decompressor};
+use crate::compression::{Compression, CompressionError};
 pub use path::RelPath;
 
 /// How whiteouts in a layer are applied.
@@ -49,6 +48,10 @@ pub struct ApplyOptions {
     pub max_size: Option<u64>,
     /// Fail with [`ApplyError::DiffIdMismatch`] unless the uncompressed stream hashes to this.
     pub expected_diff_id: Option<String>,
+    /// Hash each regular file's content with blake3 while writing it (see
+    /// [`ApplyStats::file_hashes`]), so deduplicating the layer afterwards need not read
+    /// every file again.
+    pub hash_files: bool,
 }
 
 /// What a finished apply saw.
@@ -62,6 +65,10 @@ pub struct ApplyStats {
     pub entries: u64,
     /// The compression found by magic bytes.
     pub compression: Compression,
+    /// With [`ApplyOptions::hash_files`]: the blake3 (hex) of each regular file written,
+    /// by inode number. Every file is created once and never written again, so the
+    /// hash holds for that inode until something else changes the directory.
+    pub file_hashes: HashMap<u64, String>,
 }
 
 /// Errors from applying a layer. Paths are as named in the layer (after cleaning).
@@ -145,82 +152,30 @@ pub enum ApplyError {
     },
 }
 
-/// Counts and hashes the uncompressed stream, and stops it at `limit`.
-pub(crate) struct Hashing<R> {
-    pub(crate) inner: R,
-    pub(crate) hash: Sha256,
-    pub(crate) size: u64,
-    pub(crate) limit: Option<u64>,
-    pub(crate) over_limit: bool,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.size += n as u64;
-        if let Some(limit) = self.limit {
-            if self.size > limit {
-                self.over_limit = true;
-                return Err(io::Error::other("layer size limit exceeded"));
-            }
-        }
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Unpacks one layer stream (gzip, zstd or plain tar) into `root`.
 ///
 /// On error the root is left partly written: callers apply into a fresh snapshot and
 /// discard it on failure. The DiffID check happens after the whole stream is read.
 pub fn apply_layer(
-    reader: impl Read,
+    reader: impl Read + Send,
     root: &Path,
     opts: &ApplyOptions,
 ) -> Result<ApplyStats, ApplyError> {
-    let (compression, dec) = Decompressor::new(reader)?;
-    let hashing = Hashing {
-        inner: dec,
-        hash: Sha256::new(),
-        size: 0,
-        limit: opts.max_size,
-        over_limit: false,
-    };
-    let mut archive = tar::Archive::new(hashing);
     let root_fd = resolve::Root::open(root).map_err(|errno| ApplyError::Root {
         path: root.to_path_buf(),
         errno,
     })?;
-    let mut state = entry::Applier::new(root_fd, opts.whiteouts);
-    let result = unpack_all(&mut archive, &mut state);
-    let mut hashing = archive.into_inner();
-    if hashing.over_limit {
-        return Err(ApplyError::SizeLimit {
-            limit: opts.max_size.unwrap_or_default(),
-        });
-    }
-    result?;
-    // The tar end marker may be followed by more zero blocks: they belong to the DiffID.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| match hashing.over_limit {
-        true => ApplyError::SizeLimit {
-            limit: opts.max_size.unwrap_or_default(),
-        },
-        false => ApplyError::Read(e),
+    let mut state = entry::Applier::new(root_fd, opts.whiteouts, opts.hash_files);
+    let ((), stream) = stream::stream_layer(reader, opts.max_size, |chunks| {
+        unpack_all(&mut tar::Archive::new(chunks), &mut state)
     })?;
-    let diff_id = format!("sha256:{}", hex::encode(hashing.hash.finalize()));
-    if let Some(expected) = &opts.expected_diff_id {
-        if *expected != diff_id {
-            return Err(ApplyError::DiffIdMismatch {
-                expected: expected.clone(),
-                found: diff_id,
-            });
-        }
-    }
+    stream::check_diff_id(opts.expected_diff_id.as_ref(), &stream)?;
     Ok(ApplyStats {
-        diff_id,
-        size: hashing.size,
+        diff_id: stream.diff_id,
+        size: stream.size,
         entries: state.entries,
-        compression,
+        compression: stream.compression,
+        file_hashes: state.file_hashes.unwrap_or_default(),
     })
 }
 

@@ -64,6 +64,7 @@ pub(super) fn ingest(
     store: &ObjectStore,
     root: &Path,
     relink: bool,
+    known: &HashMap<u64, String>,
 ) -> Result<Vec<Entry>, ObjectError> {
     let mut walked = walk(root)?;
     let mut ids: HashMap<u64, String> = HashMap::new();
@@ -84,7 +85,10 @@ pub(super) fn ingest(
         let id = match ids.get(&w.ino) {
             Some(id) => id.clone(),
             None => {
-                let (hash, _) = hash_file(&w.abs)?;
+                let hash = match known.get(&w.ino) {
+                    Some(hash) => hash.clone(),
+                    None => hash_file(&w.abs)?.0,
+                };
                 let id = format!("{hash}-{}", meta_key(&w.entry));
                 ids.insert(w.ino, id.clone());
                 id

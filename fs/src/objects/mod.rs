@@ -28,7 +28,7 @@ mod index;
 mod ingest;
 mod stream;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -137,6 +137,12 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
 }
 
+impl From<crate::apply::ApplyError> for ObjectError {
+    fn from(e: crate::apply::ApplyError) -> Self {
+        ObjectError::Layer(Box::new(e))
+    }
+}
+
 impl ObjectStore {
     /// Opens (creating) the object store at `dir`.
     pub fn open(dir: &Path) -> Result<ObjectStore, ObjectError> {
@@ -168,14 +174,17 @@ impl ObjectStore {
     ///
     /// With `relink` false, files are only published (linked under their object's name
     /// when it is new) and never replaced: for layers already in use as overlay lowers,
-    /// whose directories must not change under a mounted overlay.
+    /// whose directories must not change under a mounted overlay. `known` holds blake3
+    /// hashes by inode that the caller already computed (`ApplyStats::file_hashes` of the
+    /// apply that built the directory); other files are read and hashed here.
     pub fn ingest_layer(
         &self,
         key: &str,
         layer_dir: &Path,
         relink: bool,
+        known: &HashMap<u64, String>,
     ) -> Result<Vec<Entry>, ObjectError> {
-        let entries = ingest::ingest(self, layer_dir, relink)?;
+        let entries = ingest::ingest(self, layer_dir, relink, known)?;
         self.index.put_layer(key, &entries)?;
         Ok(entries)
     }
@@ -187,7 +196,7 @@ impl ObjectStore {
     pub fn ingest_tar(
         &self,
         key: &str,
-        reader: impl io::Read,
+        reader: impl io::Read + Send,
         opts: &crate::apply::ApplyOptions,
     ) -> Result<crate::apply::ApplyStats, ObjectError> {
         let (entries, stats) = stream::ingest_tar(self, reader, opts)?;

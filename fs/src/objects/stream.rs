@@ -25,7 +25,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use tar::EntryType;
 use xattr::FileExt;
 
@@ -34,8 +33,8 @@ use super::ingest::meta_key;
 use super::{io_err, ObjectError, ObjectStore};
 use crate::apply::meta::{read_meta, Meta};
 use crate::apply::path::{marker, Marker, RelPath};
-use crate::apply::{ApplyError, ApplyOptions, ApplyStats, Hashing};
-use crate::compression::Decompressor;
+use crate::apply::stream::{check_diff_id, stream_layer};
+use crate::apply::{ApplyError, ApplyOptions, ApplyStats};
 
 const OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
 
@@ -81,18 +80,9 @@ fn plain(path: Vec<u8>, kind: EntryKind, mode: u32, now: (i64, i64)) -> Entry {
 /// Streams one (compressed) layer into objects and returns its index and stats.
 pub(super) fn ingest_tar(
     store: &ObjectStore,
-    reader: impl Read,
+    reader: impl Read + Send,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Entry>, ApplyStats), ObjectError> {
-    let (compression, dec) =
-        Decompressor::new(reader).map_err(|e| bad(&RelPath::default(), e.into()))?;
-    let hashing = Hashing {
-        inner: dec,
-        hash: Sha256::new(),
-        size: 0,
-        limit: opts.max_size,
-        over_limit: false,
-    };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -107,43 +97,17 @@ pub(super) fn ingest_tar(
     };
     b.tree
         .insert(Vec::new(), plain(Vec::new(), EntryKind::Dir, 0o755, b.now));
-    let mut archive = tar::Archive::new(hashing);
-    let result = b.all(&mut archive);
-    let mut hashing = archive.into_inner();
-    let limit = || {
-        ObjectError::Layer(Box::new(ApplyError::SizeLimit {
-            limit: opts.max_size.unwrap_or_default(),
-        }))
-    };
-    if hashing.over_limit {
-        return Err(limit());
-    }
-    result?;
-    // Zero blocks after the end marker belong to the DiffID too.
-    if let Err(e) = io::copy(&mut hashing, &mut io::sink()) {
-        return Err(if hashing.over_limit {
-            limit()
-        } else {
-            read_err(e)
-        });
-    }
-    let diff_id = format!("sha256:{}", hex::encode(hashing.hash.finalize()));
-    if let Some(expected) = &opts.expected_diff_id {
-        if *expected != diff_id {
-            return Err(bad(
-                &RelPath::default(),
-                ApplyError::DiffIdMismatch {
-                    expected: expected.clone(),
-                    found: diff_id,
-                },
-            ));
-        }
-    }
+    let ((), stream) = stream_layer(reader, opts.max_size, |chunks| {
+        b.all(&mut tar::Archive::new(chunks))
+    })?;
+    check_diff_id(opts.expected_diff_id.as_ref(), &stream)
+        .map_err(|e| bad(&RelPath::default(), e))?;
     let stats = ApplyStats {
-        diff_id,
-        size: hashing.size,
+        diff_id: stream.diff_id,
+        size: stream.size,
         entries: b.entries,
-        compression,
+        compression: stream.compression,
+        file_hashes: Default::default(),
     };
     Ok((b.tree.into_values().collect(), stats))
 }
@@ -568,7 +532,7 @@ mod tests {
         let applied = apply_layer(&tar[..], &layer, &opts).expect("apply");
         let walked = ObjectStore::open(&tmp.path().join("a"))
             .expect("open a")
-            .ingest_layer("l", &layer, true)
+            .ingest_layer("l", &layer, true, &Default::default())
             .expect("walk ingest");
         let streamed = ObjectStore::open(&tmp.path().join("b")).expect("open b");
         let stats = streamed
@@ -576,7 +540,21 @@ mod tests {
             .expect("stream ingest");
         assert_eq!(stats.diff_id, applied.diff_id);
         let indexed = streamed.index().layer("l").expect("read").expect("indexed");
-        assert_eq!(normalize(indexed), normalize(walked));
+        assert_eq!(normalize(indexed), normalize(walked.clone()));
+        // Hashes taken while applying name the same objects as reading the files back.
+        let hashed_layer = tmp.path().join("hashed");
+        fs::create_dir(&hashed_layer).expect("mkdir");
+        let hashing = ApplyOptions {
+            hash_files: true,
+            ..opts.clone()
+        };
+        let hashed = apply_layer(&tar[..], &hashed_layer, &hashing).expect("apply");
+        assert!(hashed.file_hashes.len() >= 4, "{:?}", hashed.file_hashes);
+        let from_apply = ObjectStore::open(&tmp.path().join("c"))
+            .expect("open c")
+            .ingest_layer("l", &hashed_layer, true, &hashed.file_hashes)
+            .expect("ingest with hashes");
+        assert_eq!(normalize(from_apply), normalize(walked));
         // Objects carry their entry's metadata, like the unpacked file they replace.
         let entries = streamed.index().layer("l").expect("read").expect("indexed");
         let passwd = entries.iter().find(|e| e.path == b"etc/passwd");
