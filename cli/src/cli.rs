@@ -61,8 +61,10 @@ pub struct Global {
     pub max_layer_size: Option<u64>,
 }
 
-/// The verbs.
+/// The verbs. Each verb's arguments are defined only when it is the one invoked
+/// (`defer`): building all of them cost every short command over a millisecond.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Download an image from a registry and unpack it.
     #[command(
