@@ -153,7 +153,12 @@ fn apply_one(
     .with_context(|| format!("applying layer {}", layer.digest()))?;
     let applied = started.elapsed();
     if snap.kind() == SnapshotterKind::Overlay {
-        crate::objects::ingest_layer(store.root(), &image.chain_ids()[i], &dir, &stats.file_hashes)?;
+        crate::objects::ingest_layer(
+            store.root(),
+            &image.chain_ids()[i],
+            &dir,
+            &stats.file_hashes,
+        )?;
     }
     tracing::debug!(
         layer = %layer.digest(),

@@ -184,8 +184,8 @@ mod tests {
     fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(data).unwrap();
-        enc.finish().unwrap()
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("finish")
     }
 
     #[test]
@@ -196,7 +196,7 @@ mod tests {
             r.read_exact(&mut head).map_err(ApplyError::Read)?;
             Ok::<_, ApplyError>(head)
         })
-        .unwrap();
+        .expect("stream");
         assert_eq!(head, data[..1000]);
         assert_eq!(stream.size, data.len() as u64);
         assert_eq!(stream.compression, Compression::Gzip);
@@ -212,7 +212,7 @@ mod tests {
         let err = stream_layer(&gzip(&data)[..], Some(1 << 20), |r| {
             io::copy(r, &mut io::sink()).map_err(ApplyError::Read)
         })
-        .unwrap_err();
+        .expect_err("fails");
         assert!(matches!(err, ApplyError::SizeLimit { limit } if limit == 1 << 20));
     }
 
@@ -222,7 +222,7 @@ mod tests {
         let err = stream_layer(&data[..], None, |_| {
             Err::<(), _>(ApplyError::InvalidPath { path: "x".into() })
         })
-        .unwrap_err();
+        .expect_err("fails");
         assert!(matches!(err, ApplyError::InvalidPath { .. }));
     }
 
@@ -234,7 +234,7 @@ mod tests {
         let err = stream_layer(&gz[..], None, |r| {
             io::copy(r, &mut io::sink()).map_err(ApplyError::Read)
         })
-        .unwrap_err();
+        .expect_err("fails");
         assert!(matches!(err, ApplyError::Read(_)), "{err}");
     }
 }
