@@ -136,3 +136,49 @@ fn commit_killed_at_each_step_recovers() {
     assert_eq!(co.berth(&["status", co.path()]), "");
     env.assert_sound();
 }
+
+/// A process killed between the overlay probe's mount and unmount (on a store's first
+/// use) leaves the probe mounted: the next detection and `berth gc` unmount and remove
+/// it, and leave a live process's probe alone.
+#[test]
+fn a_probe_left_mounted_by_a_dead_process_is_cleaned_up() {
+    need_root();
+    let env = Env::new();
+    env.ok(&["images"]);
+    let snapshots = env.root().join("snapshots");
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().expect("spawn");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    };
+    let live = std::process::id();
+    let make_probe = |pid: u32| {
+        let dir = snapshots.join(format!("overlay-probe-{pid}"));
+        let d = dir.display();
+        sh(&format!(
+            "mkdir -p {d}/lower {d}/upper {d}/work {d}/merged && \
+             mount -t overlay overlay -o lowerdir={d}/lower,upperdir={d}/upper,workdir={d}/work {d}/merged"
+        ));
+        dir
+    };
+    // Found by the snapshotter detection of a store's first use...
+    let stale = make_probe(dead);
+    let _ = std::fs::remove_file(snapshots.join("default"));
+    env.ok(&["checkouts"]);
+    env.ok(&[
+        "checkout",
+        "scratch",
+        env.path("co").to_str().expect("utf8"),
+    ]);
+    assert!(!stale.exists(), "detection leaves {}", stale.display());
+    // ...and by gc, which spares a live process's probe.
+    let stale = make_probe(dead);
+    let busy = make_probe(live);
+    let out = env.ok(&["gc"]);
+    assert!(!stale.exists(), "gc leaves {}: {out}", stale.display());
+    assert!(berth_mount::is_mount_point(&busy.join("merged")));
+    berth_mount::unmount(&busy.join("merged")).expect("unmount");
+    std::fs::remove_dir_all(&busy).expect("remove");
+    env.ok(&["discard", env.path("co").to_str().expect("utf8")]);
+}

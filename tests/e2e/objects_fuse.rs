@@ -140,7 +140,10 @@ fn killed_fuse_server_leaves_no_stale_mount() {
     import(&env, &layout, "localhost/busybox:v1");
     let fuse = FuseMount::new(&env, "localhost/busybox:v1", "m");
     assert!(is_mounted(&fuse.dir));
-    let pid = sh(&format!("pgrep -f '__fuse-serve {}'", fuse.dir.display()));
+    // `[_]`: the pattern must not match the `sh -c` running pgrep, whose PID may sort
+    // first once PIDs wrap (then the server would survive and the test would fail).
+    let pid = sh(&format!("pgrep -f '[_]_fuse-serve {}'", fuse.dir.display()));
+    assert_eq!(pid.trim().lines().count(), 1, "one server: {pid}");
     sh(&format!("kill -9 {}", pid.trim()));
     let deadline = Instant::now() + Duration::from_secs(30);
     while is_mounted(&fuse.dir) {

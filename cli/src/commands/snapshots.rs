@@ -106,6 +106,7 @@ pub fn collect(ctx: &Context, store: &Store) -> Result<SnapshotGc> {
         }
     }
     let mut report = SnapshotGc::default();
+    report.orphans += berth_fs::snapshot::remove_stale_probes(&ctx.root.join("snapshots"))?.len();
     for snap in existing(ctx)? {
         let name = unpack::kind_name(snap.kind());
         let mut keep = roots.clone();

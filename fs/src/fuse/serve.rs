@@ -179,6 +179,17 @@ fn xattr_reply(reply: ReplyXattr, size: u32, data: &[u8]) {
 
 impl Filesystem for ViewFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        // Each is optional; the kernel simply does without what it lacks.
+        // READDIRPLUS always: a listing brings every child's attributes, so opening the
+        // files found costs no LOOKUP round trip each. The tree never changes, so
+        // directory operations may run in parallel and symlink targets stay cached.
+        for flag in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            let _ = config.add_capabilities(flag);
+        }
         let on = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok();
         self.passthrough.store(on, Ordering::Relaxed);
@@ -236,6 +247,14 @@ impl Filesystem for ViewFs {
             }
             Err(e) => reply.error(e),
         }
+    }
+
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // The tree never changes: the kernel may keep listings in its cache.
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        );
     }
 
     fn read(

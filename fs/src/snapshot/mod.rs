@@ -251,6 +251,12 @@ pub fn open(kind: SnapshotterKind, root: &Path) -> Result<Box<dyn Snapshotter>, 
 /// overlayfs's `statfs` magic.
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
+/// Unmounts and removes overlay probe directories under `root` (a store's `snapshots`
+/// dir) whose prober died mid-probe; returns them. [`detect_default`] does this too.
+pub fn remove_stale_probes(root: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    overlay::remove_stale_probes(root)
+}
+
 /// Native when `root` lives on overlayfs (an overlay upper cannot be an overlay) or a
 /// probe overlay mount fails there; overlay otherwise.
 pub fn detect_default(root: &Path) -> Result<SnapshotterKind, SnapshotError> {

@@ -181,9 +181,13 @@ impl Snapshotter for OverlaySnapshotter {
     }
 }
 
+/// Prefix of the scratch directories [`probe`] makes, followed by the prober's PID.
+const PROBE_PREFIX: &str = "overlay-probe-";
+
 /// Whether an overlay can be mounted with its dirs under `root`.
 pub(super) fn probe(root: &Path) -> bool {
-    let dir = root.join(format!("overlay-probe-{}", std::process::id()));
+    let _ = remove_stale_probes(root);
+    let dir = root.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     let ok = probe_in(&dir).is_ok();
     let _ = berth_mount::unmount(&dir.join("merged"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -209,4 +213,37 @@ fn probe_in(dir: &Path) -> Result<(), SnapshotError> {
     m.mount(&dir.join("merged"))?;
     berth_mount::unmount(&dir.join("merged"))?;
     Ok(())
+}
+
+/// Unmounts and removes probe directories under `root` left by processes that died
+/// mid-probe (a kill between mount and unmount leaves the overlay mounted). Returns the
+/// directories removed. A live process's probe is left alone.
+pub(super) fn remove_stale_probes(root: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(io_err("listing", root)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", root))?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PROBE_PREFIX))
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let dead = pid != std::process::id() as i32
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH);
+        if dead {
+            let dir = entry.path();
+            berth_mount::unmount(&dir.join("merged"))?;
+            std::fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
+            removed.push(dir);
+        }
+    }
+    Ok(removed)
 }
