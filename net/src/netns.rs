@@ -344,6 +344,21 @@ fn pin_new_netns(name: &str, path: &Path) -> Result<()> {
 }
 
 /// The first pid with a thread inside the namespace with inode (`dev`, `ino`).
+/// Whether the task at `/proc/PID/task/TID` is exiting (`PF_EXITING`): it keeps its
+/// namespaces for a moment after a thread join returns, but is leaving them.
+fn is_exiting(task: &Path) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = fs::read_to_string(task.join("stat")) else {
+        return true; // gone already
+    };
+    // Fields after the command name (which may hold spaces) in parentheses: the flags
+    // are the 9th field of the line, the 7th after the name.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(6))
+        .and_then(|f| f.parse::<u64>().ok())
+        .is_some_and(|flags| flags & PF_EXITING != 0)
+}
+
 fn find_user(dev: u64, ino: u64) -> Option<i32> {
     let procs = fs::read_dir("/proc").ok()?;
     for proc_entry in procs.filter_map(|e| e.ok()) {
@@ -361,7 +376,7 @@ fn find_user(dev: u64, ino: u64) -> Option<i32> {
             let Ok(meta) = fs::metadata(task.path().join("ns/net")) else {
                 continue;
             };
-            if meta.dev() == dev && meta.ino() == ino {
+            if meta.dev() == dev && meta.ino() == ino && !is_exiting(&task.path()) {
                 return Some(pid);
             }
         }
