@@ -6,6 +6,7 @@
 //! lists and the object directory), so whoever owns the layers (berth's cli over its
 //! store) decides which image is shown.
 
+mod prefetch;
 mod serve;
 mod view;
 
@@ -32,5 +33,15 @@ pub fn serve(fs: ViewFs, dir: &Path, auto_unmount: bool) -> io::Result<()> {
         config.mount_options.push(fuser::MountOption::AutoUnmount);
     }
     config.n_threads = Some(2);
+    raise_open_file_limit();
     fuser::mount2(fs, dir, &config)
+}
+
+/// Open files (each kept for the kernel while a reader has it open, plus those opened
+/// ahead) may outnumber the usual soft limit of 1024: raise it to the hard limit.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
 }

@@ -19,6 +19,7 @@ use fuser::{
     Request,
 };
 
+use super::prefetch::{self, Prefetcher};
 use super::view::{Node, View};
 use crate::objects::EntryKind;
 
@@ -45,6 +46,7 @@ pub struct ViewFs {
     next_fh: AtomicU64,
     open: Mutex<HashMap<u64, Open>>,
     on_init: Mutex<Option<OnInit>>,
+    prefetch: Prefetcher,
 }
 
 impl ViewFs {
@@ -58,6 +60,37 @@ impl ViewFs {
             next_fh: AtomicU64::new(1),
             open: Mutex::new(HashMap::new()),
             on_init: Mutex::new(Some(on_init)),
+            prefetch: Prefetcher::start(),
+        }
+    }
+
+    fn object_path(&self, id: &str) -> PathBuf {
+        self.objects.join(id.get(..2).unwrap_or("xx")).join(id)
+    }
+
+    /// Has the next few small files after `ino` in its directory opened ahead.
+    fn prefetch_siblings(&self, ino: u64) {
+        let Some(n) = self.view.node(ino) else { return };
+        let Some(dir) = self.view.node(n.parent) else {
+            return;
+        };
+        let path = &n.entry.path;
+        let name = path.rsplit(|b| *b == b'/').next().unwrap_or(path);
+        let Ok(at) = dir
+            .children
+            .binary_search_by(|(child, _)| child.as_slice().cmp(name))
+        else {
+            return; // a hardlink known by a path in another directory
+        };
+        for &(_, child) in dir.children[at + 1..].iter().take(prefetch::AHEAD) {
+            let Some(c) = self.view.node(child) else {
+                continue;
+            };
+            let small =
+                c.entry.kind == EntryKind::File && (1..=prefetch::SMALL).contains(&c.entry.size);
+            if let (true, Some(id)) = (small, c.entry.object.as_deref()) {
+                self.prefetch.request((child, self.object_path(id)));
+            }
         }
     }
 
@@ -115,11 +148,14 @@ impl ViewFs {
         }
         let n = self.node(ino)?;
         let id = n.entry.object.as_deref().ok_or(Errno::EIO)?;
-        let path = self.objects.join(id.get(..2).unwrap_or("xx")).join(id);
-        let file = File::open(&path).map_err(|e| {
-            tracing::warn!("opening object {}: {e}", path.display());
-            Errno::EIO
-        })?;
+        let path = self.object_path(id);
+        let file = match self.prefetch.take(ino.0) {
+            Some(file) => file,
+            None => File::open(&path).map_err(|e| {
+                tracing::warn!("opening object {}: {e}", path.display());
+                Errno::EIO
+            })?,
+        };
         let backing = match self.passthrough.load(Ordering::Relaxed) {
             true => reply.open_backing(&file).ok(),
             false => None,
@@ -244,6 +280,8 @@ impl Filesystem for ViewFs {
                     ),
                 }
                 table.insert(fh, open);
+                drop(table);
+                self.prefetch_siblings(ino.0);
             }
             Err(e) => reply.error(e),
         }
