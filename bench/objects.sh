@@ -49,18 +49,6 @@ image_set() { # debian.tar
   echo "$dir"
 }
 
-# Waits (up to 30 min) for load < 0.5 and no rustc; prints the load it started at.
-wait_quiet() {
-  for _ in $(seq 360); do
-    local load; load=$(cut -d' ' -f1 /proc/loadavg)
-    if [ "$(echo "$load < 0.5" | bc -l)" = 1 ] && ! pgrep -x rustc >/dev/null; then
-      echo "quiet: load $load"; return 0
-    fi
-    sleep 5
-  done
-  echo "machine never became quiet (load $(cut -d' ' -f1 /proc/loadavg))" >&2; return 1
-}
-
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 bytes() { du -sx --block-size=1 "$1" | cut -f1; }
 mib() { echo "scale=1; $1 / 1048576" | bc -l; }

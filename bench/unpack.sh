@@ -8,6 +8,7 @@ bench_setup
 IMAGE=$(debian_image)
 scratch_fs 8G
 trap 'containerd_stop; scratch_cleanup' EXIT
+wait_quiet
 echo "image: $IMAGE ($(du -h "$IMAGE" | cut -f1)), rounds: $ROUNDS, machine: $(nproc) cores"
 
 berth_times=(); ctr_times=()

@@ -81,3 +81,15 @@ debian_image() {
   rm -rf "$w"
   echo "$out"
 }
+
+# Waits (up to 30 min) for load < 0.5 and no rustc; prints the load it started at.
+wait_quiet() {
+  for _ in $(seq 360); do
+    local load; load=$(cut -d' ' -f1 /proc/loadavg)
+    if [ "$(echo "$load < 0.5" | bc -l)" = 1 ] && ! pgrep -x rustc >/dev/null; then
+      echo "quiet: load $load"; return 0
+    fi
+    sleep 5
+  done
+  echo "machine never became quiet (load $(cut -d' ' -f1 /proc/loadavg))" >&2; return 1
+}
