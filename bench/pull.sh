@@ -32,6 +32,7 @@ IMAGE=127.0.0.1:$PORT/bench/debian:bookworm
 skopeo copy --quiet --dest-tls-verify=false "oci-archive:$IMAGE_TAR:debian" "docker://$IMAGE"
 
 fresh() { umount -l "$STATE" 2>/dev/null || true; mount -t tmpfs -o size=6g tmpfs "$STATE"; }
+wait_quiet
 berth_times=(); ctr_times=(); rss=()
 for i in $(seq "$RUNS"); do
   fresh
