@@ -68,7 +68,7 @@ pub struct Global {
 pub enum Command {
     /// Download an image from a registry and unpack it.
     #[command(
-        after_help = "Examples:\n  berth pull alpine\n  berth pull --platform linux/arm64 127.0.0.1:5000/tools:v1\n  berth pull --all-platforms --quiet registry.example/app@sha256:..."
+        after_help = "Examples:\n  berth pull alpine\n  berth pull --platform linux/arm64 127.0.0.1:5000/tools:v1\n  berth pull --all-platforms --quiet registry.example/app@sha256:...\n  berth pull --no-unpack alpine && berth checkout --fuse alpine ./work   # no unpacking at all"
     )]
     Pull(PullArgs),
     /// Upload an image to a registry (under its own name, or DEST).
@@ -396,6 +396,9 @@ pub struct PullArgs {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Store the blobs only; layers are unpacked (or indexed, for `--fuse`) on first use.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 /// `berth push`.

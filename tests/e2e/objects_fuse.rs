@@ -14,13 +14,13 @@ use crate::fs_fixtures::{rich_layout, umoci_rootfs};
 use crate::support::{busybox_layout, need, need_root, sh, Env};
 
 /// A `berth mount --fuse` that is unmounted even if the test fails.
-struct FuseMount<'a> {
+pub(crate) struct FuseMount<'a> {
     env: &'a Env,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl<'a> FuseMount<'a> {
-    fn new(env: &'a Env, image: &str, name: &str) -> Self {
+    pub(crate) fn new(env: &'a Env, image: &str, name: &str) -> Self {
         let dir = env.path(name);
         let out = env.ok(&["mount", "--fuse", image, dir.to_str().expect("utf8")]);
         assert!(out.contains("mounted"), "{out}");

@@ -12,6 +12,7 @@ use harness::{ClientDirs, Proxy, Registry, TokenServer};
 
 use crate::fs_checkout::{assert_same_tree, Checkout};
 use crate::fs_fixtures::{rich_layout, umoci_rootfs};
+use crate::objects_fuse::FuseMount;
 use crate::support::{busybox_layout, host_arch, need_root, raw_layout, sh, Env};
 
 /// The digest skopeo sees for `repo_tag` in `reg`.
@@ -55,6 +56,36 @@ fn pull_unpacks_like_umoci() {
     dirs.ok(&env, &["pull", "--quiet", &image]);
     let after = reg.log().matches("/blobs/sha256:").count();
     assert_eq!(before, after, "a second pull fetched blobs again");
+    env.assert_sound();
+}
+
+/// `pull --no-unpack` stores blobs only; a FUSE view then shows the image without any
+/// layer being unpacked, and a plain checkout unpacks on first use. Both trees equal
+/// umoci's.
+#[test]
+fn pull_without_unpack_then_fuse_view_and_checkout() {
+    need_root();
+    let env = Env::new();
+    let dirs = ClientDirs::new(&env);
+    let reg = Registry::start("");
+    let layout = env.path("layout");
+    rich_layout(&layout, "rich");
+    reg.seed(&layout, "rich", "rich:v1", None);
+    let image = format!("{}/rich:v1", reg.addr());
+    let out = dirs.ok(&env, &["pull", "--no-unpack", "--quiet", &image]);
+    assert!(out.starts_with(&image), "pull names the image: {out}");
+    let snapshots = env.ok(&["--json", "snapshots"]);
+    assert_eq!(snapshots.trim(), "[]", "nothing unpacked: {snapshots}");
+    let reference = umoci_rootfs(&layout, "rich", &env.path("umoci"));
+    {
+        let view = FuseMount::new(&env, &image, "fuse");
+        assert_same_tree(&view.dir, &reference);
+    }
+    assert_eq!(env.ok(&["--json", "snapshots"]).trim(), "[]");
+    {
+        let view = Checkout::readonly(&env, &image, "view", &[]);
+        assert_same_tree(&view.dir, &reference);
+    }
     env.assert_sound();
 }
 

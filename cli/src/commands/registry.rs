@@ -52,25 +52,32 @@ fn pull_ref(ctx: &Context, r: &Reference, a: &PullArgs) -> Result<()> {
     };
     let plan = client.resolve(&store, r, &opts)?;
     let image = &plan.images[0];
-    let snap = ctx.snapshotter()?;
+    let snap = match a.no_unpack {
+        true => None,
+        false => Some(ctx.snapshotter()?),
+    };
     let bars = Progress::new(a.quiet, &plan.layers);
     let (tx, rx) = std::sync::mpsc::channel();
     let observer = PullObserver {
         bars: &bars,
         tx: Mutex::new(Some(tx)),
-        layer_index: image
-            .manifest
-            .layers()
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (l.digest().to_string(), i))
-            .fold(
-                HashMap::new(),
-                |mut m: HashMap<String, Vec<usize>>, (d, i)| {
-                    m.entry(d).or_default().push(i);
-                    m
-                },
-            ),
+        // Without an unpacker no layer waits for one: each blob is done when stored.
+        layer_index: match snap {
+            None => HashMap::new(),
+            Some(_) => image
+                .manifest
+                .layers()
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.digest().to_string(), i))
+                .fold(
+                    HashMap::new(),
+                    |mut m: HashMap<String, Vec<usize>>, (d, i)| {
+                        m.entry(d).or_default().push(i);
+                        m
+                    },
+                ),
+        },
     };
     let layers = image.manifest.layers();
     let state = |i: usize, s: LayerState| {
@@ -85,14 +92,19 @@ fn pull_ref(ctx: &Context, r: &Reference, a: &PullArgs) -> Result<()> {
         );
     };
     let (fetched, unpacked) = std::thread::scope(|s| {
-        let unpacker = s.spawn(|| {
-            unpack::unpack_streaming(&store, snap.as_ref(), image, ctx.limits, rx, &state)
+        let unpacker = snap.as_ref().map(|snap| {
+            s.spawn(|| {
+                unpack::unpack_streaming(&store, snap.as_ref(), image, ctx.limits, rx, &state)
+            })
         });
         let fetched = client.fetch_blobs(&store, &plan, opts.max_concurrent, &observer);
         observer.close();
-        let unpacked = unpacker
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("unpack thread panicked")));
+        let unpacked = match unpacker {
+            Some(u) => u
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("unpack thread panicked"))),
+            None => Ok(None),
+        };
         (fetched, unpacked)
     });
     bars.finish();
