@@ -2,7 +2,9 @@
 # Issue 4's benchmark: pull + unpack of the 3-layer Debian image from a local registry,
 # berth against `ctr images pull --plain-http` (a private containerd on its own root),
 # same machine, same run, each onto a fresh tmpfs so neither pays for the other's
-# deletes; and berth's peak memory (/usr/bin/time -v). Run as root: bench/pull.sh [RUNS]
+# deletes; and berth's peak memory (/usr/bin/time -v). Then, for issue 7, the time from
+# nothing to a mounted view: pull --no-unpack + mount --fuse against pull + checkout.
+# Run as root: bench/pull.sh [RUNS]
 source "$(dirname "$0")/lib/common.sh"
 RUNS=${1:-3}
 bench_setup
@@ -48,3 +50,18 @@ du -sh "$STATE/berth/blobs" | awk '{print "compressed image size: " $1}'
 bm=$(printf '%s\n' "${berth_times[@]}" | median); cm=$(printf '%s\n' "${ctr_times[@]}" | median)
 rm_kb=$(printf '%s\n' "${rss[@]}" | median)
 echo "median: ctr $cm s, berth $bm s, ratio $(echo "scale=3; $bm / $cm" | bc); berth peak RSS $(echo "$rm_kb / 1024" | bc) MiB"
+
+# From nothing to a mounted view of the pulled image: `pull --no-unpack` then
+# `mount --fuse` (each layer streamed once into objects and a tree index, no layer
+# dirs) against `pull` (which unpacks while downloading) then `checkout --readonly`.
+vb() { "$BERTH" --root "$STATE/v" --run-root "$STATE/vrun" "$@"; }
+to_fuse() { vb pull -q --no-unpack "$IMAGE" && vb mount --fuse "$IMAGE" "$STATE/view"; }
+to_checkout() { vb pull -q "$IMAGE" && vb checkout --readonly "$IMAGE" "$STATE/view"; }
+fuse_times=(); unpack_times=()
+for i in $(seq "$RUNS"); do
+  fresh; fuse_times+=("$(seconds to_fuse)"); vb umount "$STATE/view" >/dev/null
+  fresh; unpack_times+=("$(seconds to_checkout)"); vb discard "$STATE/view" >/dev/null
+  echo "run $i: pull --no-unpack + mount --fuse ${fuse_times[-1]} s, pull + checkout --readonly ${unpack_times[-1]} s"
+done
+fm=$(printf '%s\n' "${fuse_times[@]}" | median); um=$(printf '%s\n' "${unpack_times[@]}" | median)
+echo "median to a mounted view: FUSE $fm s, unpack $um s, ratio $(echo "scale=3; $fm / $um" | bc)"
