@@ -343,7 +343,6 @@ fn pin_new_netns(name: &str, path: &Path) -> Result<()> {
     }
 }
 
-/// The first pid with a thread inside the namespace with inode (`dev`, `ino`).
 /// Whether the task at `/proc/PID/task/TID` is exiting (`PF_EXITING`): it keeps its
 /// namespaces for a moment after a thread join returns, but is leaving them.
 fn is_exiting(task: &Path) -> bool {
@@ -359,6 +358,7 @@ fn is_exiting(task: &Path) -> bool {
         .is_some_and(|flags| flags & PF_EXITING != 0)
 }
 
+/// The first pid with a thread inside the namespace with inode (`dev`, `ino`).
 fn find_user(dev: u64, ino: u64) -> Option<i32> {
     let procs = fs::read_dir("/proc").ok()?;
     for proc_entry in procs.filter_map(|e| e.ok()) {

@@ -139,22 +139,15 @@ fn commit_killed_at_each_step_recovers() {
 
 /// A process killed between the overlay probe's mount and unmount (on a store's first
 /// use) leaves the probe mounted: the next detection and `berth gc` unmount and remove
-/// it, and leave a live process's probe alone.
+/// it. A probe still locked by its prober is left alone.
 #[test]
 fn a_probe_left_mounted_by_a_dead_process_is_cleaned_up() {
     need_root();
     let env = Env::new();
     env.ok(&["images"]);
     let snapshots = env.root().join("snapshots");
-    let dead = {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn");
-        let pid = child.id();
-        child.wait().expect("wait");
-        pid
-    };
-    let live = std::process::id();
-    let make_probe = |pid: u32| {
-        let dir = snapshots.join(format!("overlay-probe-{pid}"));
+    let make_probe = |name: &str| {
+        let dir = snapshots.join(format!("overlay-probe-{name}"));
         let d = dir.display();
         sh(&format!(
             "mkdir -p {d}/lower {d}/upper {d}/work {d}/merged && \
@@ -163,7 +156,7 @@ fn a_probe_left_mounted_by_a_dead_process_is_cleaned_up() {
         dir
     };
     // Found by the snapshotter detection of a store's first use...
-    let stale = make_probe(dead);
+    let stale = make_probe("4000001");
     let _ = std::fs::remove_file(snapshots.join("default"));
     env.ok(&["checkouts"]);
     env.ok(&[
@@ -172,12 +165,18 @@ fn a_probe_left_mounted_by_a_dead_process_is_cleaned_up() {
         env.path("co").to_str().expect("utf8"),
     ]);
     assert!(!stale.exists(), "detection leaves {}", stale.display());
-    // ...and by gc, which spares a live process's probe.
-    let stale = make_probe(dead);
-    let busy = make_probe(live);
+    // ...and by gc, which spares a probe whose prober holds its lock.
+    let stale = make_probe("4000002");
+    let busy = make_probe(&std::process::id().to_string());
+    let lock = nix::fcntl::Flock::lock(
+        std::fs::File::open(&busy).expect("open probe"),
+        nix::fcntl::FlockArg::LockExclusive,
+    )
+    .expect("lock probe");
     let out = env.ok(&["gc"]);
     assert!(!stale.exists(), "gc leaves {}: {out}", stale.display());
     assert!(berth_mount::is_mount_point(&busy.join("merged")));
+    drop(lock);
     berth_mount::unmount(&busy.join("merged")).expect("unmount");
     std::fs::remove_dir_all(&busy).expect("remove");
     env.ok(&["discard", env.path("co").to_str().expect("utf8")]);

@@ -51,6 +51,8 @@ pub(crate) struct Chunks {
     rx: Receiver<io::Result<Vec<u8>>>,
     current: Vec<u8>,
     pos: usize,
+    /// The size-limit error reached the consumer.
+    hit_limit: bool,
 }
 
 impl Read for Chunks {
@@ -58,7 +60,10 @@ impl Read for Chunks {
         while self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => (self.current, self.pos) = (chunk, 0),
-                Ok(Err(e)) => return Err(e),
+                Ok(Err(e)) => {
+                    self.hit_limit |= e.kind() == io::ErrorKind::FileTooLarge;
+                    return Err(e);
+                }
                 Err(_) => return Ok(0),
             }
         }
@@ -72,7 +77,8 @@ impl Read for Chunks {
 /// Runs `consume` on the uncompressed stream of `reader` (gzip, zstd or plain) while
 /// another thread decompresses and hashes it; reads what `consume` leaves (tar padding)
 /// so the DiffID covers every byte. A stream over `max_size` fails with `SizeLimit`
-/// whatever `consume` made of its truncation.
+/// whatever `consume` made of its truncation; an error `consume` met before reading up
+/// to the limit is reported as it is.
 pub(crate) fn stream_layer<T, E: From<ApplyError>>(
     reader: impl Read + Send,
     max_size: Option<u64>,
@@ -80,21 +86,26 @@ pub(crate) fn stream_layer<T, E: From<ApplyError>>(
 ) -> Result<(T, Uncompressed), E> {
     let (tx, rx) = sync_channel(IN_FLIGHT);
     std::thread::scope(|s| {
-        let producer = s.spawn(move || produce(reader, max_size, tx));
+        let producer = std::thread::Builder::new()
+            .name("berth-inflate".into())
+            .spawn_scoped(s, move || produce(reader, max_size, tx))
+            .map_err(ApplyError::Read)?;
         let mut chunks = Chunks {
             rx,
             current: Vec::new(),
             pos: 0,
+            hit_limit: false,
         };
         let consumed = consume(&mut chunks);
         let drained = match consumed {
             Ok(_) => io::copy(&mut chunks, &mut io::sink()).map(drop),
             Err(_) => Ok(()),
         };
+        let hit_limit = chunks.hit_limit;
         drop(chunks); // an early stop hangs up, which ends the producer
         let end = producer.join().unwrap_or(ProducerEnd::Panicked);
         match end {
-            ProducerEnd::OverLimit => Err(ApplyError::SizeLimit {
+            ProducerEnd::OverLimit if hit_limit || consumed.is_ok() => Err(ApplyError::SizeLimit {
                 limit: max_size.unwrap_or_default(),
             }
             .into()),
@@ -135,7 +146,8 @@ fn produce(
         };
         size += n as u64;
         if max_size.is_some_and(|limit| size > limit) {
-            let _ = tx.send(Err(io::Error::other("layer size limit exceeded")));
+            let err = io::Error::new(io::ErrorKind::FileTooLarge, "layer size limit exceeded");
+            let _ = tx.send(Err(err));
             return ProducerEnd::OverLimit;
         }
         chunk.truncate(n);
@@ -202,6 +214,21 @@ mod tests {
         })
         .expect_err("fails");
         assert!(matches!(err, ApplyError::SizeLimit { limit } if limit == 1 << 20));
+    }
+
+    #[test]
+    fn an_error_met_before_the_limit_is_not_called_a_size_limit() {
+        // The producer runs past the limit (chunks in flight) while the consumer, which
+        // has read only the start, fails on its own: its error is the one reported.
+        let data = vec![0u8; 64 << 20];
+        let err = stream_layer(&data[..], Some(CHUNK as u64 + 1), |r| {
+            let mut head = vec![0u8; 1000];
+            r.read_exact(&mut head).map_err(ApplyError::Read)?;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Err::<(), _>(ApplyError::InvalidPath { path: "x".into() })
+        })
+        .expect_err("fails");
+        assert!(matches!(err, ApplyError::InvalidPath { .. }), "{err}");
     }
 
     #[test]

@@ -74,8 +74,10 @@ impl Prefetcher {
         }
         drop(held);
         if self.queue.try_send(job.clone()).is_err() {
+            // Forget it entirely: an earlier request's open may have landed meanwhile.
             let mut held = lock(&self.held);
             held.known.remove(&job.0);
+            held.files.remove(&job.0);
             held.order.retain(|i| *i != job.0);
         }
     }

@@ -185,13 +185,39 @@ impl Snapshotter for OverlaySnapshotter {
 const PROBE_PREFIX: &str = "overlay-probe-";
 
 /// Whether an overlay can be mounted with its dirs under `root`.
+///
+/// The probe directory is locked (flock) by its prober for as long as it exists under
+/// its final name: it is made under a hidden name, locked, then renamed, so a directory
+/// with the prefix that can be locked is one whose prober died.
 pub(super) fn probe(root: &Path) -> bool {
     let _ = remove_stale_probes(root);
-    let dir = root.join(format!("{PROBE_PREFIX}{}", std::process::id()));
-    let ok = probe_in(&dir).is_ok();
-    let _ = berth_mount::unmount(&dir.join("merged"));
-    let _ = std::fs::remove_dir_all(&dir);
+    let pid = std::process::id();
+    let dir = root.join(format!("{PROBE_PREFIX}{pid}"));
+    let making = root.join(format!(".{PROBE_PREFIX}{pid}"));
+    let _ = std::fs::remove_dir_all(&making);
+    let ok = std::fs::create_dir_all(&making)
+        .ok()
+        .and_then(|()| lock_dir(&making, false))
+        .and_then(|lock| std::fs::rename(&making, &dir).ok().map(|()| lock))
+        .is_some_and(|_lock| {
+            let ok = probe_in(&dir).is_ok();
+            let _ = berth_mount::unmount(&dir.join("merged"));
+            let _ = std::fs::remove_dir_all(&dir);
+            ok
+        });
+    let _ = std::fs::remove_dir_all(&making);
     ok
+}
+
+/// An exclusive flock on directory `dir`, held while the returned fd lives. With
+/// `nonblocking`, None when another process holds it.
+fn lock_dir(dir: &Path, nonblocking: bool) -> Option<nix::fcntl::Flock<std::fs::File>> {
+    let file = std::fs::File::open(dir).ok()?;
+    let arg = match nonblocking {
+        true => nix::fcntl::FlockArg::LockExclusiveNonblock,
+        false => nix::fcntl::FlockArg::LockExclusive,
+    };
+    nix::fcntl::Flock::lock(file, arg).ok()
 }
 
 fn probe_in(dir: &Path) -> Result<(), SnapshotError> {
@@ -217,7 +243,8 @@ fn probe_in(dir: &Path) -> Result<(), SnapshotError> {
 
 /// Unmounts and removes probe directories under `root` left by processes that died
 /// mid-probe (a kill between mount and unmount leaves the overlay mounted). Returns the
-/// directories removed. A live process's probe is left alone.
+/// directories removed. A probe whose prober lives is locked and left alone; so is one
+/// another cleaner is removing.
 pub(super) fn remove_stale_probes(root: &Path) -> Result<Vec<PathBuf>, SnapshotError> {
     let mut removed = Vec::new();
     let entries = match std::fs::read_dir(root) {
@@ -227,22 +254,19 @@ pub(super) fn remove_stale_probes(root: &Path) -> Result<Vec<PathBuf>, SnapshotE
     };
     for entry in entries {
         let entry = entry.map_err(io_err("listing", root))?;
-        let name = entry.file_name();
-        let Some(pid) = name
+        let is_probe = entry
+            .file_name()
             .to_str()
-            .and_then(|n| n.strip_prefix(PROBE_PREFIX))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
+            .is_some_and(|n| n.starts_with(PROBE_PREFIX));
+        let dir = entry.path();
+        let Some(_lock) = is_probe.then(|| lock_dir(&dir, true)).flatten() else {
             continue;
         };
-        let dead = pid != std::process::id() as i32
-            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
-                == Err(nix::errno::Errno::ESRCH);
-        if dead {
-            let dir = entry.path();
-            berth_mount::unmount(&dir.join("merged"))?;
-            std::fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
-            removed.push(dir);
+        berth_mount::unmount(&dir.join("merged"))?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", &dir)(e)),
         }
     }
     Ok(removed)
