@@ -5,27 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// The type of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeKind {
-    /// Regular file.
-    File,
-    /// Directory.
-    Dir,
-    /// Symbolic link.
-    Symlink,
-    /// Character device.
-    Char,
-    /// Block device.
-    Block,
-    /// Named pipe.
-    Fifo,
-    /// Unix socket.
-    Socket,
-}
+/// The type of a node: the same kinds a layer's tree index records.
+pub use crate::objects::EntryKind as NodeKind;
 
 /// What a tree records for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,22 +177,7 @@ fn node_differences(p: &Path, a: &Node, b: &Node, mtimes: bool) -> Vec<String> {
 }
 
 fn scan_node(abs: &Path, md: &fs::Metadata) -> io::Result<Node> {
-    let ft = md.file_type();
-    let kind = if ft.is_dir() {
-        NodeKind::Dir
-    } else if ft.is_symlink() {
-        NodeKind::Symlink
-    } else if ft.is_char_device() {
-        NodeKind::Char
-    } else if ft.is_block_device() {
-        NodeKind::Block
-    } else if ft.is_fifo() {
-        NodeKind::Fifo
-    } else if ft.is_socket() {
-        NodeKind::Socket
-    } else {
-        NodeKind::File
-    };
+    let kind = NodeKind::from_mode(md.mode()).unwrap_or(NodeKind::File);
     let mut xattrs = BTreeMap::new();
     for name in xattr::list(abs)? {
         let key = String::from_utf8_lossy(name.as_bytes()).into_owned();

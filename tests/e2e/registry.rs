@@ -30,16 +30,23 @@ fn printed_digest(out: &str) -> String {
     out.split_whitespace().nth(1).unwrap_or("").to_string()
 }
 
-#[test]
-fn pull_unpacks_like_umoci() {
-    need_root();
-    let env = Env::new();
-    let dirs = ClientDirs::new(&env);
+/// A registry started for the test, holding the rich fixture image as `rich:v1`: the
+/// client dirs, the registry, the fixture's layout and the image's full name.
+fn rich_in_registry(env: &Env) -> (ClientDirs, Registry, std::path::PathBuf, String) {
+    let dirs = ClientDirs::new(env);
     let reg = Registry::start("");
     let layout = env.path("layout");
     rich_layout(&layout, "rich");
     reg.seed(&layout, "rich", "rich:v1", None);
     let image = format!("{}/rich:v1", reg.addr());
+    (dirs, reg, layout, image)
+}
+
+#[test]
+fn pull_unpacks_like_umoci() {
+    need_root();
+    let env = Env::new();
+    let (dirs, reg, layout, image) = rich_in_registry(&env);
     let out = dirs.ok(&env, &["pull", &image]);
     assert!(out.starts_with(&image), "pull names the image: {out}");
     assert_eq!(
@@ -66,12 +73,8 @@ fn pull_unpacks_like_umoci() {
 fn pull_without_unpack_then_fuse_view_and_checkout() {
     need_root();
     let env = Env::new();
-    let dirs = ClientDirs::new(&env);
-    let reg = Registry::start("");
-    let layout = env.path("layout");
-    rich_layout(&layout, "rich");
-    reg.seed(&layout, "rich", "rich:v1", None);
-    let image = format!("{}/rich:v1", reg.addr());
+    // The registry runs until `_registry` drops at the end of the test.
+    let (dirs, _registry, layout, image) = rich_in_registry(&env);
     let out = dirs.ok(&env, &["pull", "--no-unpack", "--quiet", &image]);
     assert!(out.starts_with(&image), "pull names the image: {out}");
     let snapshots = env.ok(&["--json", "snapshots"]);

@@ -241,13 +241,26 @@ impl Client {
         let RegistryError::Token { status, detail, .. } = &e else {
             return e;
         };
-        let registry = self.inner.registry.clone();
-        let repository = scope.split(':').nth(1).unwrap_or("").to_string();
-        match status {
+        let repository = scope.split(':').nth(1).unwrap_or("");
+        self.auth_error(ep, *status, repository, detail)
+            .unwrap_or(e)
+    }
+
+    /// A 401 or 403 as the user should read it: missing or wrong credentials, or access
+    /// denied. None for any other status.
+    fn auth_error(
+        &self,
+        ep: usize,
+        status: u16,
+        repository: &str,
+        detail: &str,
+    ) -> Option<RegistryError> {
+        let (registry, repository) = (self.inner.registry.clone(), repository.to_string());
+        Some(match status {
             401 if self.has_creds(ep) => RegistryError::BadCredentials {
                 registry,
                 repository,
-                detail: detail.clone(),
+                detail: detail.to_string(),
             },
             401 => RegistryError::AuthRequired {
                 registry,
@@ -256,10 +269,10 @@ impl Client {
             403 => RegistryError::Denied {
                 registry,
                 repository,
-                detail: detail.clone(),
+                detail: detail.to_string(),
             },
-            _ => e,
-        }
+            _ => return None,
+        })
     }
 
     fn auth_header(&self, ep: usize, scope: &str) -> Option<String> {
@@ -325,37 +338,20 @@ impl Client {
             .read_to_vec()
             .unwrap_or_default();
         let detail = error_detail(&body);
-        let registry = self.inner.registry.clone();
-        let repository = repository.to_string();
         let ep = self
             .inner
             .endpoints
             .iter()
             .position(|e| url.starts_with(&e.base))
             .unwrap_or(self.upstream());
-        match status {
-            401 if self.has_creds(ep) => RegistryError::BadCredentials {
-                registry,
-                repository,
-                detail,
-            },
-            401 => RegistryError::AuthRequired {
-                registry,
-                repository,
-            },
-            403 => RegistryError::Denied {
-                registry,
-                repository,
-                detail,
-            },
-            _ => RegistryError::Status {
-                registry,
+        self.auth_error(ep, status, repository, &detail)
+            .unwrap_or_else(|| RegistryError::Status {
+                registry: self.inner.registry.clone(),
                 method: method.into(),
                 url: url.into(),
                 status,
                 detail,
-            },
-        }
+            })
     }
 }
 

@@ -29,3 +29,37 @@ pub use credentials::{Credentials, DockerConfig};
 pub use error::RegistryError;
 pub use pull::{name_image, Observer, Plan, PullOptions, Quiet};
 pub use push::PushOptions;
+
+/// Runs `work` on every item, up to `max_concurrent` at once; the first failure stops
+/// the items not yet started and is returned.
+pub(crate) fn for_each_concurrent<T: Sync>(
+    items: &[T],
+    max_concurrent: usize,
+    work: impl Fn(&T) -> Result<(), RegistryError> + Sync,
+) -> Result<(), RegistryError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..max_concurrent.clamp(1, items.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if stop.load(Ordering::Relaxed) || i >= items.len() {
+                    break;
+                }
+                if let Err(e) = work(&items[i]) {
+                    stop.store(true, Ordering::Relaxed);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(e);
+                }
+            });
+        }
+    });
+    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

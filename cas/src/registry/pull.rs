@@ -3,8 +3,6 @@
 //! verifying size and digest before anything reaches `blobs/`.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use oci_spec::image::Descriptor;
@@ -272,32 +270,11 @@ impl Client {
         for b in blobs {
             observer.queued(b);
         }
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
         let repo = plan.reference.repository();
-        std::thread::scope(|s| {
-            for _ in 0..max_concurrent.clamp(1, blobs.len().max(1)) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if stop.load(Ordering::Relaxed) || i >= blobs.len() {
-                        break;
-                    }
-                    if let Err(e) = self.fetch_blob(plan.endpoint, store, repo, &blobs[i], observer)
-                    {
-                        stop.store(true, Ordering::Relaxed);
-                        first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                    }
-                });
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        super::for_each_concurrent(blobs, max_concurrent, |b| {
+            self.fetch_blob(plan.endpoint, store, repo, b, observer)
+                .map(drop)
+        })
     }
 
     /// Streams one blob into the store, resuming a partial ingest with Range.

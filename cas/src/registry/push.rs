@@ -3,8 +3,6 @@
 //! ones), then the manifests, then the tag. Non-distributable layers are never pushed.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use oci_spec::image::Descriptor;
 use url::Url;
@@ -65,33 +63,11 @@ impl Client {
         opts: &PushOptions,
         observer: &dyn Observer,
     ) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
-        let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..opts.max_concurrent.clamp(1, blobs.len().max(1)) {
-                s.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if stop.load(Ordering::Relaxed) || i >= blobs.len() {
-                        break;
-                    }
-                    match self.push_blob(store, &blobs[i], opts, observer) {
-                        Ok(uploaded) => observer.done(&blobs[i], uploaded),
-                        Err(e) => {
-                            stop.store(true, Ordering::Relaxed);
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
-                    }
-                });
-            }
-        });
-        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        super::for_each_concurrent(blobs, opts.max_concurrent, |b| {
+            let uploaded = self.push_blob(store, b, opts, observer)?;
+            observer.done(b, uploaded);
+            Ok(())
+        })
     }
 
     /// Uploads one blob unless the registry has it; false when nothing was sent.

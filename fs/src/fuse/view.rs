@@ -156,21 +156,7 @@ impl View {
 }
 
 fn root_entry() -> Entry {
-    Entry {
-        path: Vec::new(),
-        kind: EntryKind::Dir,
-        mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime: (0, 0),
-        size: 0,
-        blocks: 0,
-        object: None,
-        target: None,
-        rdev: 0,
-        xattrs: Vec::new(),
-        link_group: None,
-    }
+    Entry::bare(Vec::new(), EntryKind::Dir, 0o755, (0, 0))
 }
 
 #[cfg(test)]

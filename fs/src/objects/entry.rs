@@ -106,6 +106,26 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A node with nothing but a type, mode and mtime, owned by root: the root of a
+    /// tree, or a directory a layer implies without listing it.
+    pub fn bare(path: Vec<u8>, kind: EntryKind, mode: u32, mtime: (i64, i64)) -> Entry {
+        Entry {
+            path,
+            kind,
+            mode,
+            uid: 0,
+            gid: 0,
+            mtime,
+            size: 0,
+            blocks: 0,
+            object: None,
+            target: None,
+            rdev: 0,
+            xattrs: Vec::new(),
+            link_group: None,
+        }
+    }
+
     /// Whether this is an overlay whiteout (a 0/0 character device).
     pub fn is_whiteout(&self) -> bool {
         self.kind == EntryKind::Char && self.rdev == 0

@@ -59,24 +59,6 @@ fn read_err(e: io::Error) -> ObjectError {
     ObjectError::Layer(Box::new(ApplyError::Read(e)))
 }
 
-fn plain(path: Vec<u8>, kind: EntryKind, mode: u32, now: (i64, i64)) -> Entry {
-    Entry {
-        path,
-        kind,
-        mode,
-        uid: 0,
-        gid: 0,
-        mtime: now,
-        size: 0,
-        blocks: 0,
-        object: None,
-        target: None,
-        rdev: 0,
-        xattrs: Vec::new(),
-        link_group: None,
-    }
-}
-
 /// Streams one (compressed) layer into objects and returns its index and stats.
 pub(super) fn ingest_tar(
     store: &ObjectStore,
@@ -95,8 +77,10 @@ pub(super) fn ingest_tar(
         entries: 0,
         now: (now.as_secs() as i64, i64::from(now.subsec_nanos())),
     };
-    b.tree
-        .insert(Vec::new(), plain(Vec::new(), EntryKind::Dir, 0o755, b.now));
+    b.tree.insert(
+        Vec::new(),
+        Entry::bare(Vec::new(), EntryKind::Dir, 0o755, b.now),
+    );
     let ((), stream) = stream_layer(reader, opts.max_size, |chunks| {
         b.all(&mut tar::Archive::new(chunks))
     })?;
@@ -208,7 +192,7 @@ impl Builder<'_> {
                 ))
             }
         };
-        let mut n = plain(key, ekind, 0, self.now);
+        let mut n = Entry::bare(key, ekind, 0, self.now);
         set_attrs(&mut n, meta);
         match ekind {
             EntryKind::Symlink => {
@@ -352,7 +336,7 @@ impl Builder<'_> {
                 }
                 None => {
                     self.touched.insert(key.clone());
-                    let d = plain(key.clone(), EntryKind::Dir, 0o755, self.now);
+                    let d = Entry::bare(key.clone(), EntryKind::Dir, 0o755, self.now);
                     self.tree.insert(key, d);
                 }
             }
@@ -397,7 +381,7 @@ impl Builder<'_> {
         self.remove_all(&key);
         self.tree.insert(
             key.clone(),
-            plain(key.clone(), EntryKind::Char, 0, self.now),
+            Entry::bare(key.clone(), EntryKind::Char, 0, self.now),
         );
         self.whiteouts.insert(key);
         Ok(())
@@ -412,7 +396,7 @@ impl Builder<'_> {
         let key = dir.joined();
         if !self.tree.contains_key(&key) {
             self.touched.insert(key.clone());
-            let d = plain(key.clone(), EntryKind::Dir, 0o755, self.now);
+            let d = Entry::bare(key.clone(), EntryKind::Dir, 0o755, self.now);
             self.tree.insert(key.clone(), d);
         }
         if let Some(d) = self.tree.get_mut(&key).filter(|d| d.kind == EntryKind::Dir) {
