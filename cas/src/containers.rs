@@ -16,6 +16,8 @@ use crate::meta::Meta;
 pub struct ContainerRecord {
     /// 64 lowercase hex digits.
     pub id: String,
+    /// The namespace it belongs to (its name is unique there).
+    pub namespace: String,
     /// Optional unique name.
     pub name: Option<String>,
     /// The image name it runs (or the checkout's image for a checkout container).
@@ -46,12 +48,21 @@ pub struct ContainerRecord {
     pub network: String,
 }
 
-const COLUMNS: &str = "id, name, image, manifest, snapshotter, snapshot, checkout, runtime, \
+const COLUMNS: &str = "id, namespace, name, image, manifest, snapshotter, snapshot, checkout, runtime, \
                        command, auto_remove, stop_signal, created, finished, exit_code, network";
 
 impl Meta {
-    /// Every container, oldest first.
-    pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
+    /// The containers of one namespace, oldest first.
+    pub fn containers(&self, namespace: &str) -> Result<Vec<ContainerRecord>> {
+        let mut st = self.conn().prepare(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE namespace = ?1 ORDER BY created, id"
+        ))?;
+        let rows = st.query_map([namespace], container_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The containers of every namespace (gc's roots).
+    pub fn all_containers(&self) -> Result<Vec<ContainerRecord>> {
         let mut st = self.conn().prepare(&format!(
             "SELECT {COLUMNS} FROM containers ORDER BY created, id"
         ))?;
@@ -59,25 +70,25 @@ impl Meta {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// One container by full id.
-    pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>> {
+    /// One container of a namespace by full id.
+    pub fn container(&self, namespace: &str, id: &str) -> Result<Option<ContainerRecord>> {
         Ok(self
             .conn()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"),
-                [id],
+                &format!("SELECT {COLUMNS} FROM containers WHERE namespace = ?1 AND id = ?2"),
+                [namespace, id],
                 container_row,
             )
             .optional()?)
     }
 
-    /// One container by name.
-    pub fn container_named(&self, name: &str) -> Result<Option<ContainerRecord>> {
+    /// One container of a namespace by name.
+    pub fn container_named(&self, namespace: &str, name: &str) -> Result<Option<ContainerRecord>> {
         Ok(self
             .conn()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
-                [name],
+                &format!("SELECT {COLUMNS} FROM containers WHERE namespace = ?1 AND name = ?2"),
+                [namespace, name],
                 container_row,
             )
             .optional()?)
@@ -87,13 +98,16 @@ impl Meta {
 /// Records a new container (fails if the id or name is taken).
 pub fn insert_container(tx: &Transaction<'_>, c: &ContainerRecord) -> Result<()> {
     let command = serde_json::to_string(&c.command).expect("strings serialize");
+    crate::meta::ensure_namespace(tx, &c.namespace)?;
     tx.execute(
-        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
+        &format!("INSERT INTO containers ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
         params![
-            c.id, c.name, c.image, c.manifest, c.snapshotter, c.snapshot, c.checkout, c.runtime,
+            c.id, c.namespace, c.name, c.image, c.manifest, c.snapshotter, c.snapshot, c.checkout, c.runtime,
             command, c.auto_remove, c.stop_signal, c.created, c.finished, c.exit_code, c.network
         ],
     )?;
+    let attrs: crate::meta::Labels = [("image".to_string(), c.image.clone())].into();
+    crate::events::record(tx, &c.namespace, "/containers/create", &c.id, &attrs)?;
     Ok(())
 }
 
@@ -113,27 +127,44 @@ pub fn set_container_exit(
 
 /// Forgets a container; false when there was none.
 pub fn delete_container(tx: &Transaction<'_>, id: &str) -> Result<bool> {
-    Ok(tx.execute("DELETE FROM containers WHERE id = ?1", [id])? > 0)
+    let namespace: Option<String> = tx
+        .query_row("SELECT namespace FROM containers WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(namespace) = namespace else {
+        return Ok(false);
+    };
+    tx.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+    crate::events::record(
+        tx,
+        &namespace,
+        "/containers/delete",
+        id,
+        &crate::meta::Labels::new(),
+    )?;
+    Ok(true)
 }
 
 fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRecord> {
-    let command: String = r.get(8)?;
+    let command: String = r.get(9)?;
     Ok(ContainerRecord {
         id: r.get(0)?,
-        name: r.get(1)?,
-        image: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-        manifest: r.get(3)?,
-        snapshotter: r.get(4)?,
-        snapshot: r.get(5)?,
-        checkout: r.get(6)?,
-        runtime: r.get(7)?,
+        namespace: r.get(1)?,
+        name: r.get(2)?,
+        image: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        manifest: r.get(4)?,
+        snapshotter: r.get(5)?,
+        snapshot: r.get(6)?,
+        checkout: r.get(7)?,
+        runtime: r.get(8)?,
         command: serde_json::from_str(&command).unwrap_or_default(),
-        auto_remove: r.get(9)?,
-        stop_signal: r.get(10)?,
-        created: r.get(11)?,
-        finished: r.get(12)?,
-        exit_code: r.get(13)?,
-        network: r.get(14)?,
+        auto_remove: r.get(10)?,
+        stop_signal: r.get(11)?,
+        created: r.get(12)?,
+        finished: r.get(13)?,
+        exit_code: r.get(14)?,
+        network: r.get(15)?,
     })
 }
 
@@ -144,6 +175,7 @@ mod tests {
     fn record(id: &str, name: Option<&str>) -> ContainerRecord {
         ContainerRecord {
             id: id.into(),
+            namespace: "default".into(),
             name: name.map(str::to_string),
             image: "docker.io/library/busybox:latest".into(),
             manifest: "sha256:m".into(),
@@ -172,14 +204,19 @@ mod tests {
                 .is_err(),
             "names are unique"
         );
-        assert_eq!(m.container("aa").expect("get"), Some(a.clone()));
-        assert_eq!(m.container_named("web").expect("named"), Some(a.clone()));
+        assert_eq!(m.container("default", "aa").expect("get"), Some(a.clone()));
+        assert_eq!(m.container_named("default", "web").expect("named"), Some(a.clone()));
+        assert!(m.container("k8s.io", "aa").expect("get").is_none());
+        let mut other = record("cc", Some("web"));
+        other.namespace = "k8s.io".into();
+        m.write(|tx| insert_container(tx, &other)).expect("same name, other namespace");
         m.write(|tx| set_container_exit(tx, "aa", Some(3), 9))
             .expect("exit");
-        let got = m.container("aa").expect("get").expect("present");
+        let got = m.container("default", "aa").expect("get").expect("present");
         assert_eq!((got.exit_code, got.finished), (Some(3), Some(9)));
-        assert_eq!(m.containers().expect("list").len(), 1);
+        assert_eq!(m.containers("default").expect("list").len(), 1);
+        assert_eq!(m.all_containers().expect("all").len(), 2);
         assert!(m.write(|tx| delete_container(tx, "aa")).expect("delete"));
-        assert!(m.containers().expect("list").is_empty());
+        assert!(m.containers("default").expect("list").is_empty());
     }
 }

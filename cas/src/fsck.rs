@@ -1,4 +1,6 @@
-//! `berth fsck`: re-hash every blob, check every reference, quarantine what is corrupt.
+//! The content half of `berth fsck`: re-hash every blob, check every name's graph and
+//! `index.json`, and the database's own integrity. With `repair`, corrupt blobs move to
+//! `quarantine/`, records of lost blobs go, and `index.json` is rewritten.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -28,41 +30,59 @@ pub struct FsckReport {
     pub blobs_checked: usize,
     /// Bytes re-hashed.
     pub bytes_checked: u64,
-    /// Blobs whose bytes did not match their name: moved to `quarantine/`.
-    pub quarantined: Vec<String>,
+    /// Blobs whose bytes do not match their name (a repair moves them to `quarantine/`).
+    pub corrupt: Vec<String>,
+    /// What a repair changed.
+    pub repaired: Vec<String>,
     /// Everything else that is wrong.
     pub problems: Vec<Problem>,
-    /// Blob files no name reaches (harmless; gc removes them).
+    /// Blob files no root reaches (harmless; gc removes them). Filled in by the caller,
+    /// which knows every kind of root.
     pub unreferenced: usize,
 }
 
 impl FsckReport {
     /// Whether the store is sound.
     pub fn is_sound(&self) -> bool {
-        self.quarantined.is_empty() && self.problems.is_empty()
+        self.corrupt.is_empty() && self.problems.is_empty()
     }
 }
 
-/// Checks the whole store.
-pub fn fsck(store: &Store) -> Result<FsckReport> {
+/// Checks the whole store; with `repair`, fixes what is safe to fix. Returns the report
+/// and the digests of the blobs present and sound.
+pub fn fsck(store: &Store, repair: bool) -> Result<(FsckReport, BTreeSet<String>)> {
     let mut report = FsckReport::default();
-    let present = rehash_blobs(store, &mut report)?;
+    for problem in store.meta().integrity_problems()? {
+        report.problems.push(Problem {
+            subject: "meta.db".into(),
+            detail: problem,
+        });
+    }
+    let present = rehash_blobs(store, &mut report, repair)?;
+    let _gate = store.gate().shared()?; // no publish half done while rows are compared
     for row in store.meta().blobs()? {
-        if !present.contains(&row.digest) {
-            report.problems.push(Problem {
-                subject: row.digest,
-                detail: "recorded in meta.db but missing".into(),
-            });
+        if !present.contains(&row.digest) && !report.corrupt.contains(&row.digest) {
+            if repair {
+                store.meta().write(|tx| crate::meta::delete_blob(tx, &row.digest))?;
+                report.repaired.push(format!("{}: forgot the record of a lost blob", row.digest));
+            } else {
+                report.problems.push(Problem {
+                    subject: row.digest,
+                    detail: "recorded in meta.db but missing".into(),
+                });
+            }
         }
     }
     check_images(store, &mut report)?;
-    check_index_json(store, &mut report)?;
-    let live = crate::gc::live_blobs(store)?;
-    report.unreferenced = present.iter().filter(|d| !live.contains(*d)).count();
-    Ok(report)
+    check_index_json(store, &mut report, repair)?;
+    Ok((report, present))
 }
 
-fn rehash_blobs(store: &Store, report: &mut FsckReport) -> Result<BTreeSet<String>> {
+fn rehash_blobs(
+    store: &Store,
+    report: &mut FsckReport,
+    repair: bool,
+) -> Result<BTreeSet<String>> {
     let dir = store.root().join("blobs/sha256");
     let mut present = BTreeSet::new();
     for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
@@ -83,8 +103,12 @@ fn rehash_blobs(store: &Store, report: &mut FsckReport) -> Result<BTreeSet<Strin
         if ok {
             present.insert(name);
         } else {
-            quarantine(store, &entry.path(), &name)?;
-            report.quarantined.push(name);
+            if repair {
+                quarantine(store, &entry.path(), &name)?;
+                report.repaired.push(format!("{name}: corrupt, moved to quarantine/"));
+            } else {
+                report.corrupt.push(name);
+            }
         }
     }
     Ok(present)
@@ -93,19 +117,20 @@ fn rehash_blobs(store: &Store, report: &mut FsckReport) -> Result<BTreeSet<Strin
 fn quarantine(store: &Store, path: &std::path::Path, name: &str) -> Result<()> {
     let dest = store.root().join("quarantine").join(name.replace(':', "-"));
     fs::rename(path, &dest).map_err(Error::io(&dest))?;
-    store.meta().write(|tx| {
-        tx.execute("DELETE FROM blobs WHERE digest = ?1", [name])?;
-        Ok(())
-    })
+    store.meta().write(|tx| crate::meta::delete_blob(tx, name))
 }
 
 fn check_images(store: &Store, report: &mut FsckReport) -> Result<()> {
-    for img in store.meta().images()? {
+    for img in store.meta().all_images()? {
+        let subject = match img.namespace.as_str() {
+            crate::meta::DEFAULT_NAMESPACE => img.name.clone(),
+            ns => format!("{ns}/{}", img.name),
+        };
         let desc = match image::descriptor(&img.media_type, &img.digest, img.size) {
             Ok(d) => d,
             Err(e) => {
                 report.problems.push(Problem {
-                    subject: img.name,
+                    subject,
                     detail: e.to_string(),
                 });
                 continue;
@@ -113,7 +138,7 @@ fn check_images(store: &Store, report: &mut FsckReport) -> Result<()> {
         };
         if let Err(e) = image::walk(store, &desc, &mut |_| {}, &mut |_| {}) {
             report.problems.push(Problem {
-                subject: img.name,
+                subject,
                 detail: e.to_string(),
             });
         }
@@ -121,7 +146,10 @@ fn check_images(store: &Store, report: &mut FsckReport) -> Result<()> {
     Ok(())
 }
 
-fn check_index_json(store: &Store, report: &mut FsckReport) -> Result<()> {
+fn check_index_json(store: &Store, report: &mut FsckReport, repair: bool) -> Result<()> {
+    if repair {
+        store.sync_index_json()?;
+    }
     let path = store.root().join("index.json");
     let problem = |detail: String| Problem {
         subject: "index.json".into(),
@@ -155,7 +183,7 @@ fn check_index_json(store: &Store, report: &mut FsckReport) -> Result<()> {
         .collect();
     let named: BTreeSet<(String, String)> = store
         .meta()
-        .images()?
+        .images(crate::meta::DEFAULT_NAMESPACE)?
         .into_iter()
         .map(|i| (i.name, i.digest))
         .collect();

@@ -77,6 +77,66 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE containers ADD COLUMN finished INTEGER;
      ALTER TABLE containers ADD COLUMN exit_code INTEGER;
      ALTER TABLE containers ADD COLUMN network TEXT NOT NULL DEFAULT 'none';",
+    // 3 -> 4: namespaces (names, checkouts and containers apart; content shared), leases
+    // held by a live process, and the event journal.
+    "CREATE TABLE namespaces (
+        name TEXT PRIMARY KEY,
+        created INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}'
+     );
+     INSERT INTO namespaces (name, created) VALUES ('default', strftime('%s', 'now'));
+     CREATE TABLE images_v4 (
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        updated INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (namespace, name)
+     );
+     INSERT INTO images_v4 SELECT 'default', name, digest, media_type, size, created, updated, labels FROM images;
+     DROP TABLE images;
+     ALTER TABLE images_v4 RENAME TO images;
+     CREATE INDEX images_by_digest ON images(digest);
+     ALTER TABLE checkouts ADD COLUMN namespace TEXT NOT NULL DEFAULT 'default';
+     CREATE TABLE containers_v4 (
+        id TEXT PRIMARY KEY,
+        namespace TEXT NOT NULL,
+        name TEXT,
+        image TEXT,
+        snapshotter TEXT,
+        snapshot TEXT,
+        created INTEGER NOT NULL,
+        labels TEXT NOT NULL DEFAULT '{}',
+        manifest TEXT NOT NULL DEFAULT '',
+        checkout TEXT,
+        runtime TEXT NOT NULL DEFAULT 'runc',
+        command TEXT NOT NULL DEFAULT '[]',
+        auto_remove INTEGER NOT NULL DEFAULT 0,
+        stop_signal INTEGER NOT NULL DEFAULT 15,
+        finished INTEGER,
+        exit_code INTEGER,
+        network TEXT NOT NULL DEFAULT 'none',
+        UNIQUE (namespace, name)
+     );
+     INSERT INTO containers_v4 SELECT id, 'default', name, image, snapshotter, snapshot, created,
+        labels, manifest, checkout, runtime, command, auto_remove, stop_signal, finished,
+        exit_code, network FROM containers;
+     DROP TABLE containers;
+     ALTER TABLE containers_v4 RENAME TO containers;
+     ALTER TABLE leases ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+     ALTER TABLE leases ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+     CREATE INDEX lease_resources_by_kind ON lease_resources(kind);
+     CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time INTEGER NOT NULL,
+        namespace TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        attrs TEXT NOT NULL DEFAULT '{}'
+     );",
 ];
 
 /// The schema version this build writes.
@@ -85,9 +145,14 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Labels: small string key/value metadata on blobs, images and others.
 pub type Labels = BTreeMap<String, String>;
 
+/// The namespace clients get when they name none (as containerd's).
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// A named image: a name pointing at a manifest or index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
+    /// The namespace the name lives in.
+    pub namespace: String,
     /// Normalised reference, e.g. `docker.io/library/busybox:latest`.
     pub name: String,
     /// Digest of the manifest or index the name points at.
@@ -120,6 +185,8 @@ pub struct BlobRecord {
 /// A checkout: a writable (or read-only) root filesystem mounted at `dir`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutRecord {
+    /// The namespace it belongs to.
+    pub namespace: String,
     /// Absolute path of the mount point.
     pub dir: String,
     /// Image name it was checked out from (`scratch` for none).
@@ -134,24 +201,6 @@ pub struct CheckoutRecord {
     pub readonly: bool,
     /// Seconds since the epoch.
     pub created: i64,
-}
-
-/// What a lease protects from gc.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResourceKind {
-    /// A blob, by digest.
-    Blob,
-    /// A snapshot, as `snapshotter/key`.
-    Snapshot,
-}
-
-impl ResourceKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            ResourceKind::Blob => "blob",
-            ResourceKind::Snapshot => "snapshot",
-        }
-    }
 }
 
 /// Seconds since the epoch, now.
@@ -260,27 +309,55 @@ impl Meta {
         Ok(out)
     }
 
+    /// Runs `f` in one read transaction: every query in it sees the same snapshot of the
+    /// database, whatever other processes commit meanwhile.
+    pub fn read<T>(&mut self, f: impl FnOnce(&Meta) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        let out = f(self);
+        let end = self.conn.execute_batch("COMMIT");
+        let out = out?;
+        end?;
+        Ok(out)
+    }
+
     /// Read access for queries.
     pub fn conn(&self) -> &Connection {
         &self.conn
     }
 
-    /// All images, by name.
-    pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let mut st = self.conn.prepare(
-            "SELECT name, digest, media_type, size, created, updated, labels FROM images ORDER BY name",
-        )?;
+    /// `PRAGMA integrity_check`: empty when the database is sound, else what is wrong.
+    pub fn integrity_problems(&self) -> Result<Vec<String>> {
+        let mut st = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let found = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(found.into_iter().filter(|r| r != "ok").collect())
+    }
+
+    /// The images of one namespace, by name.
+    pub fn images(&self, namespace: &str) -> Result<Vec<ImageRecord>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images WHERE namespace = ?1 ORDER BY name"
+        ))?;
+        let rows = st.query_map([namespace], image_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The images of every namespace (gc's roots).
+    pub fn all_images(&self) -> Result<Vec<ImageRecord>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {IMAGE_COLUMNS} FROM images ORDER BY namespace, name"
+        ))?;
         let rows = st.query_map([], image_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     /// One image by normalised name.
-    pub fn image(&self, name: &str) -> Result<Option<ImageRecord>> {
+    pub fn image(&self, namespace: &str, name: &str) -> Result<Option<ImageRecord>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT name, digest, media_type, size, created, updated, labels FROM images WHERE name = ?1",
-                [name],
+                &format!("SELECT {IMAGE_COLUMNS} FROM images WHERE namespace = ?1 AND name = ?2"),
+                [namespace, name],
                 image_row,
             )
             .optional()?)
@@ -307,33 +384,41 @@ impl Meta {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// Resources held by leases that have not expired.
-    pub fn leased(&self, kind: ResourceKind) -> Result<Vec<String>> {
+    /// Every namespace that exists, by name.
+    pub fn namespaces(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare(
-            "SELECT r.resource FROM lease_resources r JOIN leases l ON l.id = r.lease
-             WHERE r.kind = ?1 AND l.expires > ?2",
+            "SELECT name FROM namespaces UNION SELECT namespace FROM images
+             UNION SELECT namespace FROM checkouts UNION SELECT namespace FROM containers
+             ORDER BY 1",
         )?;
-        let rows = st.query_map(params![kind.as_str(), now()], |r| r.get(0))?;
+        let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
-}
 
-impl Meta {
-    /// Every checkout.
-    pub fn checkouts(&self) -> Result<Vec<CheckoutRecord>> {
-        let mut st = self.conn.prepare(
-            "SELECT dir, image, manifest, snapshotter, snapshot, readonly, created FROM checkouts ORDER BY dir",
-        )?;
+    /// Every checkout of one namespace.
+    pub fn checkouts(&self, namespace: &str) -> Result<Vec<CheckoutRecord>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {CHECKOUT_COLUMNS} FROM checkouts WHERE namespace = ?1 ORDER BY dir"
+        ))?;
+        let rows = st.query_map([namespace], checkout_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every checkout of every namespace (gc's roots).
+    pub fn all_checkouts(&self) -> Result<Vec<CheckoutRecord>> {
+        let mut st = self.conn.prepare(&format!(
+            "SELECT {CHECKOUT_COLUMNS} FROM checkouts ORDER BY dir"
+        ))?;
         let rows = st.query_map([], checkout_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
-    /// The checkout mounted at `dir` (an absolute path).
+    /// The checkout mounted at `dir` (an absolute path), in whichever namespace.
     pub fn checkout(&self, dir: &str) -> Result<Option<CheckoutRecord>> {
         Ok(self
             .conn
             .query_row(
-                "SELECT dir, image, manifest, snapshotter, snapshot, readonly, created FROM checkouts WHERE dir = ?1",
+                &format!("SELECT {CHECKOUT_COLUMNS} FROM checkouts WHERE dir = ?1"),
                 [dir],
                 checkout_row,
             )
@@ -341,12 +426,41 @@ impl Meta {
     }
 }
 
+const IMAGE_COLUMNS: &str = "namespace, name, digest, media_type, size, created, updated, labels";
+const CHECKOUT_COLUMNS: &str =
+    "namespace, dir, image, manifest, snapshotter, snapshot, readonly, created";
+
+/// Makes sure `namespace` is listed (it is, once anything was made in it).
+pub fn ensure_namespace(tx: &Transaction<'_>, namespace: &str) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO namespaces (name, created) VALUES (?1, ?2)",
+        params![namespace, now()],
+    )?;
+    Ok(())
+}
+
+/// Removes an empty namespace; false when it holds images, checkouts or containers.
+pub fn delete_namespace(tx: &Transaction<'_>, namespace: &str) -> Result<bool> {
+    let used: i64 = tx.query_row(
+        "SELECT (SELECT count(*) FROM images WHERE namespace = ?1)
+              + (SELECT count(*) FROM checkouts WHERE namespace = ?1)
+              + (SELECT count(*) FROM containers WHERE namespace = ?1)",
+        [namespace],
+        |r| r.get(0),
+    )?;
+    if used > 0 {
+        return Ok(false);
+    }
+    tx.execute("DELETE FROM namespaces WHERE name = ?1", [namespace])?;
+    Ok(true)
+}
+
 /// Records or replaces a checkout.
 pub fn put_checkout(tx: &Transaction<'_>, c: &CheckoutRecord) -> Result<()> {
+    ensure_namespace(tx, &c.namespace)?;
     tx.execute(
-        "INSERT OR REPLACE INTO checkouts (dir, image, manifest, snapshotter, snapshot, readonly, created)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![c.dir, c.image, c.manifest, c.snapshotter, c.snapshot, c.readonly, c.created],
+        &format!("INSERT OR REPLACE INTO checkouts ({CHECKOUT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        params![c.namespace, c.dir, c.image, c.manifest, c.snapshotter, c.snapshot, c.readonly, c.created],
     )?;
     Ok(())
 }
@@ -358,13 +472,14 @@ pub fn delete_checkout(tx: &Transaction<'_>, dir: &str) -> Result<bool> {
 
 fn checkout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckoutRecord> {
     Ok(CheckoutRecord {
-        dir: r.get(0)?,
-        image: r.get(1)?,
-        manifest: r.get(2)?,
-        snapshotter: r.get(3)?,
-        snapshot: r.get(4)?,
-        readonly: r.get(5)?,
-        created: r.get(6)?,
+        namespace: r.get(0)?,
+        dir: r.get(1)?,
+        image: r.get(2)?,
+        manifest: r.get(3)?,
+        snapshotter: r.get(4)?,
+        snapshot: r.get(5)?,
+        readonly: r.get(6)?,
+        created: r.get(7)?,
     })
 }
 
@@ -378,73 +493,70 @@ pub fn insert_blob(tx: &Transaction<'_>, digest: &str, size: u64, media_type: &s
     Ok(())
 }
 
-/// Points `name` at a manifest or index, keeping the original creation time.
+/// Forgets a blob's record.
+pub fn delete_blob(tx: &Transaction<'_>, digest: &str) -> Result<()> {
+    tx.execute("DELETE FROM blobs WHERE digest = ?1", [digest])?;
+    Ok(())
+}
+
+/// Points `name` at a manifest or index, keeping the original creation time. Returns
+/// what it pointed at before (None: the name is new).
 pub fn put_image(
     tx: &Transaction<'_>,
+    namespace: &str,
     name: &str,
     digest: &str,
     media_type: &str,
     size: u64,
-) -> Result<()> {
+) -> Result<Option<String>> {
+    ensure_namespace(tx, namespace)?;
+    let before: Option<String> = tx
+        .query_row(
+            "SELECT digest FROM images WHERE namespace = ?1 AND name = ?2",
+            [namespace, name],
+            |r| r.get(0),
+        )
+        .optional()?;
     let t = now();
     tx.execute(
-        "INSERT INTO images (name, digest, media_type, size, created, updated) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-         ON CONFLICT(name) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type,
-            size = excluded.size, updated = excluded.updated",
-        params![name, digest, media_type, size as i64, t],
+        "INSERT INTO images (namespace, name, digest, media_type, size, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT(namespace, name) DO UPDATE SET digest = excluded.digest,
+            media_type = excluded.media_type, size = excluded.size, updated = excluded.updated",
+        params![namespace, name, digest, media_type, size as i64, t],
     )?;
-    Ok(())
+    let topic = match &before {
+        None => "/images/create",
+        Some(d) if d != digest => "/images/update",
+        Some(_) => return Ok(before),
+    };
+    let attrs: Labels = [("digest".to_string(), digest.to_string())].into();
+    crate::events::record(tx, namespace, topic, name, &attrs)?;
+    Ok(before)
 }
 
 /// Removes an image name; false when there was none.
-pub fn delete_image(tx: &Transaction<'_>, name: &str) -> Result<bool> {
-    Ok(tx.execute("DELETE FROM images WHERE name = ?1", [name])? > 0)
-}
-
-/// Creates a lease that protects what is added to it until `ttl` passes.
-pub fn create_lease(tx: &Transaction<'_>, id: &str, ttl: Duration) -> Result<()> {
-    let t = now();
-    tx.execute(
-        "INSERT INTO leases (id, created, expires) VALUES (?1, ?2, ?3)",
-        params![id, t, t + ttl.as_secs() as i64],
-    )?;
-    Ok(())
-}
-
-/// Adds a resource to a lease.
-pub fn lease_add(
-    tx: &Transaction<'_>,
-    lease: &str,
-    kind: ResourceKind,
-    resource: &str,
-) -> Result<()> {
-    tx.execute(
-        "INSERT OR IGNORE INTO lease_resources (lease, kind, resource) VALUES (?1, ?2, ?3)",
-        params![lease, kind.as_str(), resource],
-    )?;
-    Ok(())
-}
-
-/// Ends a lease.
-pub fn delete_lease(tx: &Transaction<'_>, lease: &str) -> Result<()> {
-    tx.execute("DELETE FROM leases WHERE id = ?1", [lease])?;
-    Ok(())
-}
-
-/// Removes expired leases; returns how many.
-pub fn expire_leases(tx: &Transaction<'_>) -> Result<usize> {
-    Ok(tx.execute("DELETE FROM leases WHERE expires <= ?1", [now()])?)
+pub fn delete_image(tx: &Transaction<'_>, namespace: &str, name: &str) -> Result<bool> {
+    let gone = tx.execute(
+        "DELETE FROM images WHERE namespace = ?1 AND name = ?2",
+        [namespace, name],
+    )? > 0;
+    if gone {
+        crate::events::record(tx, namespace, "/images/delete", name, &Labels::new())?;
+    }
+    Ok(gone)
 }
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {
-    let labels: String = r.get(6)?;
+    let labels: String = r.get(7)?;
     Ok(ImageRecord {
-        name: r.get(0)?,
-        digest: r.get(1)?,
-        media_type: r.get(2)?,
-        size: r.get::<_, i64>(3)? as u64,
-        created: r.get(4)?,
-        updated: r.get(5)?,
+        namespace: r.get(0)?,
+        name: r.get(1)?,
+        digest: r.get(2)?,
+        media_type: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        created: r.get(5)?,
+        updated: r.get(6)?,
         labels: serde_json::from_str(&labels).unwrap_or_default(),
     })
 }
@@ -458,6 +570,14 @@ fn blob_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BlobRecord> {
     })
 }
 
+/// Whether a failed statement broke a UNIQUE or PRIMARY KEY constraint (a name taken),
+/// as opposed to any other database failure.
+pub fn is_unique_violation(e: &Error) -> bool {
+    matches!(e, Error::Db(rusqlite::Error::SqliteFailure(f, _))
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,11 +587,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("meta.db");
         let mut m = Meta::open(&path).expect("open");
-        m.write(|tx| put_image(tx, "docker.io/library/a:latest", "sha256:x", "m", 1))
+        m.write(|tx| put_image(tx, "default", "docker.io/library/a:latest", "sha256:x", "m", 1))
             .expect("put");
         drop(m);
         let m = Meta::open(&path).expect("reopen");
-        assert_eq!(m.images().expect("list").len(), 1);
+        assert_eq!(m.images("default").expect("list").len(), 1);
         m.conn()
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .expect("bump");
@@ -480,20 +600,37 @@ mod tests {
     }
 
     #[test]
-    fn leases_expire() {
+    fn version_3_databases_move_into_the_default_namespace() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut m = Meta::open(&dir.path().join("meta.db")).expect("open");
-        m.write(|tx| {
-            create_lease(tx, "l1", Duration::from_secs(3600))?;
-            lease_add(tx, "l1", ResourceKind::Blob, "sha256:a")?;
-            create_lease(tx, "l0", Duration::ZERO)?;
-            lease_add(tx, "l0", ResourceKind::Blob, "sha256:b")
-        })
-        .expect("leases");
-        assert_eq!(
-            m.leased(ResourceKind::Blob).expect("leased"),
-            vec!["sha256:a".to_string()]
-        );
-        assert_eq!(m.write(expire_leases).expect("expire"), 1);
+        let path = dir.path().join("meta.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            let tx = conn.unchecked_transaction().expect("tx");
+            for step in &MIGRATIONS[..3] {
+                tx.execute_batch(step).expect("old schema");
+            }
+            tx.pragma_update(None, "user_version", 3).expect("version");
+            tx.execute(
+                "INSERT INTO images (name, digest, media_type, size, created, updated)
+                 VALUES ('docker.io/library/a:latest', 'sha256:x', 'm', 1, 5, 5)",
+                [],
+            )
+            .expect("image");
+            tx.execute(
+                "INSERT INTO containers (id, name, image, created) VALUES ('c1', 'web', 'a', 1)",
+                [],
+            )
+            .expect("container");
+            tx.commit().expect("commit");
+        }
+        let mut m = Meta::open(&path).expect("migrate");
+        assert_eq!(m.images("default").expect("images")[0].created, 5);
+        assert_eq!(m.containers("default").expect("containers")[0].id, "c1");
+        assert_eq!(m.namespaces().expect("ns"), vec!["default".to_string()]);
+        // Names are unique per namespace, not across them.
+        m.write(|tx| put_image(tx, "k8s.io", "docker.io/library/a:latest", "sha256:y", "m", 1))
+            .expect("same name elsewhere");
+        assert_eq!(m.all_images().expect("all").len(), 2);
+        assert!(m.integrity_problems().expect("check").is_empty());
     }
 }

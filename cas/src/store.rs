@@ -8,8 +8,12 @@
 //!   ingest/               writes in flight (flock'ed by their writer)
 //!   quarantine/           blobs fsck found corrupt
 //!   meta.db               SQLite (WAL): the source of truth for names and references
-//!   lock                  flock: shared by users, exclusive for gc
+//!   leases/<id>           lock files of leases held by live processes (see `lease`)
+//!   gc.lock, gc.turnstile the gc gate (see `lock::Gate`)
 //! ```
+//!
+//! No process locks the whole store for its life: content stays because names,
+//! records and leases reference it, and gc marks from those (see `lock` and `lease`).
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -21,7 +25,8 @@ use oci_spec::image::Digest;
 use crate::digest::{hex_of, sha256_of};
 use crate::error::{Error, Result};
 use crate::ingest::{Ingest, Verified};
-use crate::lock::{self, Lock, Mode};
+use crate::lease::ResourceKind;
+use crate::lock::{self, Gate, Mode};
 use crate::media;
 use crate::meta::{self, Meta};
 
@@ -32,7 +37,7 @@ pub const MAX_DOCUMENT_SIZE: u64 = 4 * 1024 * 1024;
 pub struct Store {
     root: PathBuf,
     meta: Mutex<Meta>,
-    _lock: Lock,
+    gate: Gate,
 }
 
 /// A blob to publish, with the media type it is known by.
@@ -44,22 +49,12 @@ pub struct Publish {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating its layout if needed; holds the shared lock.
+    /// Opens the store at `root`, creating its layout if needed.
     pub fn open(root: &Path) -> Result<Self> {
-        Self::open_with(root, Mode::Shared)
-    }
-
-    /// Opens the store for gc: waits until no other process uses it.
-    pub fn open_exclusive(root: &Path) -> Result<Self> {
-        Self::open_with(root, Mode::Exclusive)
-    }
-
-    fn open_with(root: &Path, mode: Mode) -> Result<Self> {
         for dir in ["blobs/sha256", "ingest", "quarantine"] {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(Error::io(&p))?;
         }
-        let lock = lock::lock(&root.join("lock"), mode)?;
         let layout = root.join("oci-layout");
         if !layout.exists() {
             write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -68,7 +63,7 @@ impl Store {
         let store = Store {
             root: root.to_path_buf(),
             meta: Mutex::new(meta),
-            _lock: lock,
+            gate: Gate::new(root),
         };
         if !root.join("index.json").exists() {
             store.sync_index_json()?;
@@ -79,6 +74,11 @@ impl Store {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The gc gate (see [`Gate`]).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// The metadata database (one connection per store, serialised).
@@ -141,8 +141,11 @@ impl Store {
         self.root.join("ingest").join(&hex[..40])
     }
 
-    /// Moves verified blobs into `blobs/` and records them, all in one transaction.
-    pub fn publish(&self, blobs: Vec<Publish>) -> Result<()> {
+    /// Moves verified blobs into `blobs/` and records them, all in one transaction, with
+    /// each added to `lease` (which keeps them until something names them). Without a
+    /// lease the caller must name them before gc runs.
+    pub fn publish(&self, blobs: Vec<Publish>, lease: Option<&str>) -> Result<()> {
+        let _gate = self.gate.shared()?;
         let dir = self.root.join("blobs/sha256");
         for p in &blobs {
             let dest = self.blob_path(&p.blob.digest)?;
@@ -152,29 +155,64 @@ impl Store {
         self.meta().write(|tx| {
             for p in &blobs {
                 meta::insert_blob(tx, p.blob.digest.as_ref(), p.blob.size, &p.media_type)?;
+                if let Some(l) = lease {
+                    crate::lease::lease_add(tx, l, ResourceKind::Blob, p.blob.digest.as_ref())?;
+                }
             }
             Ok(())
         })
     }
 
-    /// Stores a small document (manifest, config) and returns its digest and size.
-    pub fn put_document(&self, bytes: &[u8], media_type: &str) -> Result<(Digest, u64)> {
+    /// Whether the blob is stored (file and record); if it is and `lease` is given, the
+    /// lease now keeps it, so it cannot go between this answer and its use.
+    pub fn claim(&self, digest: &Digest, lease: Option<&str>) -> Result<bool> {
+        let Some(lease) = lease else {
+            return Ok(self.has_blob(digest) && self.meta().blob(digest.as_ref())?.is_some());
+        };
+        let _gate = self.gate.shared()?;
+        if !self.has_blob(digest) {
+            return Ok(false);
+        }
+        self.meta().write(|tx| {
+            let known: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM blobs WHERE digest = ?1)",
+                [digest.as_ref()],
+                |r| r.get(0),
+            )?;
+            if known {
+                crate::lease::lease_add(tx, lease, ResourceKind::Blob, digest.as_ref())?;
+            }
+            Ok(known)
+        })
+    }
+
+    /// Stores a small document (manifest, config) under `lease`; returns its digest and size.
+    pub fn put_document(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        lease: Option<&str>,
+    ) -> Result<(Digest, u64)> {
         let mut ingest = self.ingest_temp()?;
         ingest.write_all(bytes).map_err(Error::io(&ingest.path))?;
         let blob = ingest.finish(None)?;
         let out = (blob.digest.clone(), blob.size);
-        self.publish(vec![Publish {
-            blob,
-            media_type: media_type.to_string(),
-        }])?;
+        self.publish(
+            vec![Publish {
+                blob,
+                media_type: media_type.to_string(),
+            }],
+            lease,
+        )?;
         Ok(out)
     }
 
-    /// Rewrites `index.json` from the images table. Serialised by a lock so the last
-    /// writer always reads the latest committed names.
+    /// Rewrites `index.json` from the default namespace's images (what skopeo and umoci
+    /// see of the store). Serialised by a lock so the last writer always reads the latest
+    /// committed names.
     pub fn sync_index_json(&self) -> Result<()> {
         let _guard = lock::lock(&self.root.join("index.lock"), Mode::Exclusive)?;
-        let images = self.meta().images()?;
+        let images = self.meta().images(meta::DEFAULT_NAMESPACE)?;
         let manifests: Vec<serde_json::Value> = images
             .iter()
             .map(|i| {
@@ -244,10 +282,13 @@ mod tests {
             .finish(Some((&want, data.len() as u64)))
             .expect("verified");
         store
-            .publish(vec![Publish {
-                blob,
-                media_type: "x".into(),
-            }])
+            .publish(
+                vec![Publish {
+                    blob,
+                    media_type: "x".into(),
+                }],
+                None,
+            )
             .expect("publish");
         assert!(store.has_blob(&want));
         assert_eq!(
@@ -313,12 +354,15 @@ mod tests {
     fn index_json_lists_names() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
-        let (d, n) = store.put_document(b"{}", media::OCI_MANIFEST).expect("put");
+        let (d, n) = store
+            .put_document(b"{}", media::OCI_MANIFEST, None)
+            .expect("put");
         store
             .meta()
             .write(|tx| {
                 meta::put_image(
                     tx,
+                    meta::DEFAULT_NAMESPACE,
                     "docker.io/library/a:latest",
                     d.as_ref(),
                     media::OCI_MANIFEST,

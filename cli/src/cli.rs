@@ -47,7 +47,17 @@ pub struct Global {
         value_name = "DIR"
     )]
     pub run_root: PathBuf,
-    /// Print machine-readable JSON (listings and inspect).
+    /// Namespace for image names, checkouts and containers (content is shared by all).
+    #[arg(
+        long,
+        short = 'n',
+        global = true,
+        env = "BERTH_NAMESPACE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    pub namespace: String,
+    /// Print machine-readable JSON (listings, inspect, gc, fsck, events).
     #[arg(long, global = true)]
     pub json: bool,
     /// More log output on stderr (-v info, -vv debug; or BERTH_LOG=filter).
@@ -121,7 +131,7 @@ pub enum Command {
     /// An image's history, newest first.
     Log(LogArgs),
     /// Unmount and delete a checkout and its changes.
-    Discard(DirArg),
+    Discard(DiscardArgs),
     /// Mount a checkout again (after a reboot or `berth umount`), or with `--fuse REF`
     /// an image's tree read-only, served from the store without unpacking.
     #[command(
@@ -132,12 +142,37 @@ pub enum Command {
     Umount(DirArg),
     /// List snapshots, or remove one.
     Snapshots(SnapshotsArgs),
-    /// Remove content, snapshots and abandoned writes nothing refers to.
+    /// Remove content, snapshots and abandoned writes nothing refers to (safe beside
+    /// running pulls, imports and containers).
+    #[command(
+        after_help = "gc keeps what any namespace's images, checkouts, containers, FUSE views and\noperations in flight (leases) use.\n\nExample:\n  berth rmi old:v1 && berth gc"
+    )]
     Gc(GcArgs),
     /// Disk use of the store, by kind.
     Du,
-    /// Re-hash every blob and check every reference; exit status 1 if anything is wrong.
-    Fsck,
+    /// Check the whole store (blobs, objects, snapshots, records); exit status 1 on any problem.
+    #[command(
+        after_help = "Examples:\n  berth fsck\n  berth fsck --repair   # quarantine corrupt blobs, drop records of lost ones, remove orphans\n  berth fsck --json | jq .problems"
+    )]
+    Fsck(FsckArgs),
+    /// Follow what happens in the store (images, checkouts, containers, snapshots).
+    #[command(
+        after_help = "Examples:\n  berth events                      # new events, until interrupted\n  berth events --since 10m --json   # the last ten minutes, then new ones\n  berth events --since 2026-12-01T00:00:00Z --no-follow"
+    )]
+    Events(EventsArgs),
+    /// List namespaces, or create and remove them.
+    #[command(
+        after_help = "Examples:\n  berth namespaces\n  berth -n k8s.io ps -a\n  BERTH_NAMESPACE=ci berth images"
+    )]
+    Namespaces(NamespacesArgs),
+    /// Write berth's man pages (berth.1 and one per verb) into DIR.
+    #[command(
+        after_help = "Example:\n  berth manpages /usr/local/share/man/man1 && man berth"
+    )]
+    Manpages {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
     /// Run a command in a new container (from an image or a checkout DIR).
     #[command(
         after_help = "Examples:\n  berth run --rm busybox echo hi\n  berth run -d --name web --stdout /tmp/web.log busybox httpd -f\n  berth run -it ./work sh      # changes land in the checkout: berth status ./work"
@@ -259,9 +294,55 @@ pub struct RmiArgs {
 /// `berth gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Also remove abandoned ingests younger than this many seconds.
+    /// Keep abandoned ingests younger than this many seconds.
     #[arg(long, default_value_t = 3600, value_name = "SECS")]
     pub ingest_grace: u64,
+}
+
+/// `berth fsck`.
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Repair what is safe to repair.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// `berth events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Start with events since this time: RFC 3339, seconds since the epoch, or an age
+    /// such as 10m or 2h.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Print what is recorded and exit instead of following.
+    #[arg(long)]
+    pub no_follow: bool,
+    /// Events of every namespace.
+    #[arg(short, long)]
+    pub all_namespaces: bool,
+}
+
+/// `berth namespaces`.
+#[derive(Debug, Args)]
+pub struct NamespacesArgs {
+    #[command(subcommand)]
+    pub command: Option<NamespacesCommand>,
+}
+
+/// `berth namespaces create|rm`.
+#[derive(Debug, Subcommand)]
+pub enum NamespacesCommand {
+    /// Create a namespace (one also comes into being with its first image or container).
+    Create {
+        /// Name.
+        name: String,
+    },
+    /// Remove empty namespaces.
+    Rm {
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
 }
 
 /// `berth checkout`.
@@ -298,6 +379,9 @@ pub struct MountArgs {
 pub struct FuseServeArgs {
     /// Mount point.
     pub dir: PathBuf,
+    /// A lease to hold while serving (its starter's).
+    #[arg(long)]
+    pub lease: Option<String>,
     /// Layer keys (chainIDs), base first.
     pub layers: Vec<String>,
 }
@@ -307,6 +391,16 @@ pub struct FuseServeArgs {
 pub struct DirArg {
     /// The checkout's directory.
     pub dir: PathBuf,
+}
+
+/// `berth discard`.
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    /// The checkout's directory.
+    pub dir: PathBuf,
+    /// Stop running containers that use the checkout first.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// `berth diff`.
@@ -349,6 +443,9 @@ pub struct CommitArgs {
     /// Compression of the new layer.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compression: LayerCompression,
+    /// Stop running containers that use the checkout first (a commit switches it).
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// `berth log`.
@@ -427,7 +524,7 @@ pub struct LoginArgs {
     /// User name (asked for on a terminal when missing).
     #[arg(short, long)]
     pub username: Option<String>,
-    /// Read the password from standard input.
+    /// Read the password from standard input (otherwise it is asked for, without echo).
     #[arg(long)]
     pub password_stdin: bool,
     /// Talk plain HTTP to the registry.

@@ -1,67 +1,54 @@
-//! What every command needs: where the store is, how to print, which platform.
+//! What every command needs: the root (opened on first use), the namespace, how to print.
 
-use std::path::PathBuf;
+use std::cell::OnceCell;
 
 use anyhow::{Context as _, Result};
-use berth_cas::{Platform, Reference, Store};
+use berth_core::{Ns, Platform, Root, RootOptions};
 
 use crate::cli::Global;
 
 /// Shared settings for a command.
 pub struct Context {
-    /// Store root.
-    pub root: PathBuf,
-    /// Runtime state dir.
-    #[allow(dead_code)]
-    pub run_root: PathBuf,
+    opts: RootOptions,
+    /// The namespace names, checkouts and containers live in.
+    pub namespace: String,
     /// JSON output wanted.
     pub json: bool,
-    /// Snapshotter asked for on the command line.
-    snapshotter: Option<String>,
-    /// Unpack limits.
-    pub limits: crate::unpack::Limits,
+    root: OnceCell<Root>,
 }
 
 impl Context {
     /// From the global flags.
     pub fn new(g: &Global) -> Self {
+        let mut opts = RootOptions::new(&g.root, &g.run_root);
+        opts.snapshotter = g.snapshotter.clone();
+        opts.max_layer_size = g.max_layer_size;
         Context {
-            root: g.root.clone(),
-            run_root: g.run_root.clone(),
+            opts,
+            namespace: g.namespace.clone(),
             json: g.json,
-            snapshotter: g.snapshotter.clone(),
-            limits: crate::unpack::Limits {
-                max_layer_size: g.max_layer_size,
-            },
+            root: OnceCell::new(),
         }
     }
 
-    /// Opens the store (shared with other berth processes).
-    pub fn store(&self) -> Result<Store> {
-        Store::open(&self.root).with_context(|| format!("opening store at {}", self.root.display()))
-    }
-}
-
-impl Context {
-    /// The snapshotter new filesystems go into.
-    pub fn snapshotter_kind(&self) -> Result<berth_fs::snapshot::SnapshotterKind> {
-        match &self.snapshotter {
-            Some(name) => crate::unpack::parse_kind(name),
-            None => crate::unpack::default_kind(&self.root),
+    /// The root, opened on first use.
+    pub fn root(&self) -> Result<&Root> {
+        if let Some(r) = self.root.get() {
+            return Ok(r);
         }
+        let root = Root::open(&self.opts)
+            .with_context(|| format!("opening store at {}", self.opts.root.display()))?;
+        Ok(self.root.get_or_init(|| root))
     }
 
-    /// Opens the snapshotter new filesystems go into.
-    pub fn snapshotter(&self) -> Result<Box<dyn berth_fs::snapshot::Snapshotter>> {
-        crate::unpack::open(&self.root, self.snapshotter_kind()?)
+    /// The paths of the root, without opening it.
+    pub fn layout(&self) -> berth_core::Layout {
+        berth_core::Layout::new(&self.opts.root, &self.opts.run_root)
     }
 
-    /// Opens a snapshotter by its recorded name.
-    pub fn snapshotter_named(
-        &self,
-        name: &str,
-    ) -> Result<Box<dyn berth_fs::snapshot::Snapshotter>> {
-        crate::unpack::open(&self.root, crate::unpack::parse_kind(name)?)
+    /// The root seen from the chosen namespace.
+    pub fn ns(&self) -> Result<Ns<'_>> {
+        Ok(self.root()?.ns(&self.namespace)?)
     }
 }
 
@@ -71,9 +58,4 @@ pub fn platform(arg: Option<&str>) -> Result<Platform> {
         Some(p) => Ok(p.parse()?),
         None => Ok(Platform::host()),
     }
-}
-
-/// Normalises a user's image name.
-pub fn reference(s: &str) -> Result<Reference> {
-    Reference::parse(s).map_err(Into::into)
 }

@@ -1,18 +1,14 @@
 //! `berth`: a container runtime toolkit with a git-like command line.
 //!
-//! This binary is the only place that knows every crate: it parses the command line
-//! (clap), opens the store, and prints one clear line per failure.
+//! A thin face over berth-core: it parses the command line (clap), calls the core's
+//! services, prints their results, and prints one clear line per failure with a
+//! non-zero exit status (docker's 126/127 when a container's command cannot start).
 
-mod changes;
 mod cli;
 mod commands;
-mod containers;
 mod context;
-mod faults;
-mod ids;
-mod objects;
 mod output;
-mod unpack;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -27,8 +23,13 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("berth: {err:#}");
-            ExitCode::FAILURE
+            eprintln!("berth: {}", one_line(&err));
+            let code = err
+                .chain()
+                .find_map(|e| e.downcast_ref::<berth_core::Error>())
+                .and_then(berth_core::Error::start_failure_code)
+                .unwrap_or(1);
+            ExitCode::from(code as u8)
         }
     }
 }
@@ -45,6 +46,23 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The error and its causes on one line, each cause once: library errors often show
+/// their source in their own message already.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for e in err.chain() {
+        let s = e.to_string();
+        if s.is_empty() || line.ends_with(&s) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&s);
+    }
+    line.replace('\n', " ")
 }
 
 /// `berth images | head` closes the pipe early; that is not a failure.

@@ -56,7 +56,7 @@ pub fn size(bytes: u64) -> String {
 
 /// Seconds since the epoch → "3 minutes ago".
 pub fn age(epoch: i64) -> String {
-    let secs = (berth_cas::meta::now() - epoch).max(0) as u64;
+    let secs = (berth_core::cas::meta::now() - epoch).max(0) as u64;
     let (n, unit) = match secs {
         0..=59 => return "just now".into(),
         60..=3599 => (secs / 60, "minute"),

@@ -55,6 +55,14 @@ pub(crate) fn ensure_schema(
     Ok(None)
 }
 
+/// `PRAGMA integrity_check`: empty when the database is sound, else what is wrong.
+pub(crate) fn integrity_problems(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare("PRAGMA integrity_check")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    let found = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found.into_iter().filter(|r| r != "ok").collect())
+}
+
 #[cfg(test)]
 mod tests {
     /// Many threads creating the same database at once all get a WAL connection.

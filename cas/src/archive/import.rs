@@ -21,6 +21,22 @@ pub struct ImportOptions {
     pub name: Option<Reference>,
     /// The platform whose manifest must be complete in a multi-platform index.
     pub platform: Platform,
+    /// The namespace the names go into.
+    pub namespace: String,
+    /// The lease that keeps the stored blobs until they are named.
+    pub lease: Option<String>,
+}
+
+impl ImportOptions {
+    /// Names from the archive, into the default namespace, for this platform, no lease.
+    pub fn new(platform: Platform) -> Self {
+        ImportOptions {
+            name: None,
+            platform,
+            namespace: meta::DEFAULT_NAMESPACE.to_string(),
+            lease: None,
+        }
+    }
 }
 
 /// What an import registered.
@@ -69,7 +85,7 @@ pub fn import_with(
             reason: "no oci-layout or manifest.json",
         });
     };
-    commit(store, &mut src, named, publish_names, hook)
+    commit(store, &mut src, named, publish_names, opts, hook)
 }
 
 /// Publishes the needed blobs and names the images in one step.
@@ -78,27 +94,30 @@ fn commit(
     src: &mut Source,
     named: Vec<(String, Descriptor)>,
     blobs: BTreeMap<String, (String, String)>,
+    opts: &ImportOptions,
     hook: BeforeNaming<'_>,
 ) -> Result<Imported> {
+    let lease = opts.lease.as_deref();
     let mut publish = Vec::new();
     let mut new_bytes = 0;
-    for (digest, (file, media_type)) in blobs {
+    for (file, media_type) in blobs.into_values() {
         let Some(blob) = src.take(&file) else {
             continue;
         };
-        if store.has_blob(&blob.digest) && store.meta().blob(&digest)?.is_some() {
-            continue; // already stored: the ingest copy is dropped
+        if store.claim(&blob.digest, lease)? {
+            continue; // already stored (and now leased): the ingest copy is dropped
         }
         new_bytes += blob.size;
         publish.push(Publish { blob, media_type });
     }
     let new_blobs = publish.len();
-    store.publish(publish)?;
+    store.publish(publish, lease)?;
     hook(&named).map_err(Error::Hook)?;
     store.meta().write(|tx| {
         for (name, desc) in &named {
             meta::put_image(
                 tx,
+                &opts.namespace,
                 name,
                 desc.digest().as_ref(),
                 &media_type_of(desc),

@@ -44,8 +44,16 @@ impl Source {
             what: path.display().to_string(),
             source,
         };
-        for entry in archive.entries().map_err(read_err)? {
-            let mut entry = entry.map_err(read_err)?;
+        let not_tar = || Error::UnknownArchive {
+            path: path.into(),
+            reason: "it is not a tar archive (plain, gzip or zstd)",
+        };
+        for (n, entry) in archive.entries().map_err(|_| not_tar())?.enumerate() {
+            // The tar crate's complaint about the very first header says nothing useful.
+            let mut entry = match entry {
+                Err(_) if n == 0 => return Err(not_tar()),
+                e => e.map_err(read_err)?,
+            };
             let raw = entry.path_bytes().into_owned();
             let name = normalise(&String::from_utf8_lossy(&raw))?;
             match entry.header().entry_type() {

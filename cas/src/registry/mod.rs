@@ -8,10 +8,17 @@
 //! let store = Store::open("/var/lib/berth".as_ref())?;
 //! let r = Reference::parse("127.0.0.1:5000/tools:v1")?;
 //! let client = Client::new(r.registry(), &ClientOptions::default())?;
-//! let opts = PullOptions { platform: Platform::host(), all_platforms: false, max_concurrent: 4 };
+//! let lease = store.lease(Default::default())?; // keeps the blobs until they are named
+//! let opts = PullOptions {
+//!     platform: Platform::host(),
+//!     all_platforms: false,
+//!     max_concurrent: 4,
+//!     lease: Some(lease.id().to_string()),
+//! };
 //! let plan = client.resolve(&store, &r, &opts)?;
 //! client.fetch_blobs(&store, &plan, opts.max_concurrent, &Quiet)?;
-//! name_image(&store, &r.to_string(), &plan.root)?;
+//! name_image(&store, "default", &r.to_string(), &plan.root)?;
+//! store.release(lease)?;
 //! # Ok(()) }
 //! ```
 

@@ -38,6 +38,8 @@ pub struct PullOptions {
     pub all_platforms: bool,
     /// Blobs downloaded at once.
     pub max_concurrent: usize,
+    /// The lease that keeps what the pull stores until the image is named.
+    pub lease: Option<String>,
 }
 
 /// Told about each layer blob as a pull goes; called from download threads.
@@ -69,6 +71,8 @@ pub struct Plan {
     pub layers: Vec<Descriptor>,
     /// Which endpoint (mirror or registry) answered.
     pub(crate) endpoint: usize,
+    /// The pull's lease.
+    pub(crate) lease: Option<String>,
 }
 
 impl Client {
@@ -100,9 +104,17 @@ impl Client {
         opts: &PullOptions,
     ) -> Result<Plan> {
         let repo = reference.repository();
+        let lease = opts.lease.as_deref();
         let (root, bytes) = match reference.digest() {
-            Some(d) => self.manifest(ep, store, repo, d.as_ref(), None)?,
-            None => self.manifest(ep, store, repo, reference.tag().unwrap_or("latest"), None)?,
+            Some(d) => self.manifest(ep, store, repo, d.as_ref(), None, lease)?,
+            None => self.manifest(
+                ep,
+                store,
+                repo,
+                reference.tag().unwrap_or("latest"),
+                None,
+                lease,
+            )?,
         };
         if let Some(d) = reference.digest() {
             if root.digest() != d {
@@ -134,7 +146,8 @@ impl Client {
                 }
                 let mut out = Vec::new();
                 for d in chosen {
-                    let (_, b) = self.manifest(ep, store, repo, d.digest().as_ref(), Some(&d))?;
+                    let (_, b) =
+                        self.manifest(ep, store, repo, d.digest().as_ref(), Some(&d), lease)?;
                     out.push((d, b));
                 }
                 out
@@ -143,7 +156,14 @@ impl Client {
         };
         let mut images = Vec::new();
         for (desc, bytes) in manifests {
-            images.push(self.image(ep, store, repo, desc, &bytes)?);
+            images.push(self.image(ep, store, repo, desc, &bytes, lease)?);
+        }
+        if images.is_empty() {
+            return Err(Error::InvalidDocument {
+                what: format!("index of {reference}"),
+                reason: "it lists no image manifests",
+            }
+            .into());
         }
         if media::kind(&media_type_of(&root)) == Kind::Manifest && !opts.all_platforms {
             check_platform(&images[0], &opts.platform, reference)?;
@@ -162,6 +182,7 @@ impl Client {
             images,
             layers,
             endpoint: ep,
+            lease: opts.lease.clone(),
         })
     }
 
@@ -173,9 +194,10 @@ impl Client {
         repo: &str,
         desc: Descriptor,
         bytes: &[u8],
+        lease: Option<&str>,
     ) -> Result<Resolved> {
         let manifest = image::parse_manifest(bytes, &format!("manifest {}", desc.digest()))?;
-        self.fetch_blob(ep, store, repo, manifest.config(), &Quiet)?;
+        self.fetch_blob(ep, store, repo, manifest.config(), &Quiet, lease)?;
         let config_raw = image::read_verified(store, manifest.config())?;
         let config = image::parse_config(
             &config_raw,
@@ -198,9 +220,10 @@ impl Client {
         repo: &str,
         tag_or_digest: &str,
         want: Option<&Descriptor>,
+        lease: Option<&str>,
     ) -> Result<(Descriptor, Vec<u8>)> {
         if let Some(d) = want {
-            if store.has_blob(d.digest()) {
+            if store.claim(d.digest(), lease)? {
                 let bytes = image::read_verified(store, d)?;
                 return Ok((strip(d)?, bytes));
             }
@@ -253,7 +276,7 @@ impl Client {
         if let Some(w) = want {
             image::verify_bytes(&bytes, w)?;
         }
-        store.put_document(&bytes, &media_type)?;
+        store.put_document(&bytes, &media_type, lease)?;
         Ok((desc, bytes))
     }
 
@@ -272,8 +295,15 @@ impl Client {
         }
         let repo = plan.reference.repository();
         super::for_each_concurrent(blobs, max_concurrent, |b| {
-            self.fetch_blob(plan.endpoint, store, repo, b, observer)
-                .map(drop)
+            self.fetch_blob(
+                plan.endpoint,
+                store,
+                repo,
+                b,
+                observer,
+                plan.lease.as_deref(),
+            )
+            .map(drop)
         })
     }
 
@@ -286,13 +316,14 @@ impl Client {
         repo: &str,
         desc: &Descriptor,
         observer: &dyn Observer,
+        lease: Option<&str>,
     ) -> Result<bool> {
-        if present(store, desc)? {
+        if store.claim(desc.digest(), lease)? {
             observer.done(desc, false);
             return Ok(false);
         }
         let mut ingest = store.ingest(&format!("pull {}", desc.digest()))?;
-        if present(store, desc)? {
+        if store.claim(desc.digest(), lease)? {
             observer.done(desc, false); // another berth finished it while we waited for the ingest lock
             return Ok(false);
         }
@@ -316,10 +347,13 @@ impl Client {
             }
         }
         let blob = ingest.finish(Some((desc.digest(), desc.size())))?;
-        store.publish(vec![Publish {
-            blob,
-            media_type: media_type_of(desc),
-        }])?;
+        store.publish(
+            vec![Publish {
+                blob,
+                media_type: media_type_of(desc),
+            }],
+            lease,
+        )?;
         observer.done(desc, true);
         Ok(true)
     }
@@ -419,11 +453,18 @@ fn fill(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Names `plan`'s image in the store (after unpacking, so a name always has a filesystem).
-pub fn name_image(store: &Store, name: &str, root: &Descriptor) -> Result<()> {
-    store.meta().write(|tx| {
+/// Names `plan`'s image in `namespace` (after unpacking, so a name always has a
+/// filesystem); returns the digest the name pointed at before, if any.
+pub fn name_image(
+    store: &Store,
+    namespace: &str,
+    name: &str,
+    root: &Descriptor,
+) -> Result<Option<String>> {
+    let before = store.meta().write(|tx| {
         crate::meta::put_image(
             tx,
+            namespace,
             name,
             root.digest().as_ref(),
             &media_type_of(root),
@@ -431,16 +472,12 @@ pub fn name_image(store: &Store, name: &str, root: &Descriptor) -> Result<()> {
         )
     })?;
     store.sync_index_json()?;
-    Ok(())
+    Ok(before)
 }
 
 /// `repository:<name>:pull`.
 pub(crate) fn pull_scope(repo: &str) -> String {
     format!("repository:{repo}:pull")
-}
-
-fn present(store: &Store, desc: &Descriptor) -> Result<bool> {
-    Ok(store.has_blob(desc.digest()) && store.meta().blob(desc.digest().as_ref())?.is_some())
 }
 
 fn strip(d: &Descriptor) -> Result<Descriptor> {

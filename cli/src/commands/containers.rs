@@ -1,193 +1,117 @@
 //! Container verbs: run, create, start, ps, exec, kill, stop, pause, resume, wait, rm,
-//! inspect-container, and the hidden supervisor verb. The machinery is in
-//! `crate::containers`; these handlers check states and print.
-//!
-//! `stop` of a paused container sends the stop signal, then thaws it so the signal is
-//! delivered (and, after the grace period, SIGKILL as usual).
+//! inspect-container, and the hidden supervisor verb.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use berth_exec::runtime::{ExecOptions, StdioSet};
-use berth_exec::spec;
-use berth_exec::supervisor;
-use serde::Serialize;
+use anyhow::{Context as _, Result};
+use berth_core::containers::{display_name, ContainerInfo, CreateRequest, ExecRequest, Force, Rootfs};
+use berth_core::exec::spec::{self, MountRequest, RunOptions, TmpfsMount};
+use berth_core::ids::short;
 
+use super::code;
 use crate::cli::{ContainerArg, CreateArgs, ExecArgs, KillArgs, PsArgs, RmArgs, RunArgs, StopArgs};
-use crate::containers::create::CommandNotFound;
-use crate::containers::{
-    self as c, create::create as make, display_name, find, launch, runtime_of, short, state_dir,
-    state_of, Force, State,
-};
-use crate::context::Context;
+use crate::context::{platform, Context};
 use crate::output;
 
-fn code(n: i32) -> ExitCode {
-    ExitCode::from((n & 0xff) as u8)
-}
-
-/// `berth run`.
+/// `berth run`: create, then run in the foreground (or start detached).
 pub fn run(ctx: &Context, a: RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let created = match make(ctx, &a.create, a.detach) {
-        Ok(c) => c,
-        Err(e) if e.downcast_ref::<CommandNotFound>().is_some() => {
-            eprintln!("berth: {e:#}");
-            return Ok(code(127));
-        }
-        Err(e) => return Err(e),
-    };
-    let id = created.rec.id.clone();
-    let result = match a.detach {
-        true => launch::detached(ctx, &id).map(|_| 0),
-        false => launch::foreground(
-            ctx,
-            &created.cfg,
-            a.create.interactive,
-            created.snapshotter.as_ref(),
-        )
-        .map_err(Into::into),
-    };
-    match result {
-        Ok(n) if a.detach => {
-            writeln!(out, "{id}")?;
-            Ok(code(n))
-        }
-        Ok(n) => Ok(code(n)),
-        Err(e) => {
-            discard_failed(ctx, &id);
-            start_failure(e, &created.rec.command)
-        }
+    let ns = ctx.ns()?;
+    let containers = ns.containers();
+    let created = containers.create(&request(&a.create, a.detach)?)?;
+    if a.detach {
+        containers.start_detached(&created.record.id, &created.record.command)?;
+        writeln!(out, "{}", created.record.id)?;
+        return Ok(ExitCode::SUCCESS);
     }
-}
-
-/// A container that never ran is removed, once its supervisor is gone.
-fn discard_failed(ctx: &Context, id: &str) {
-    if let Some(st) = c::status_of(ctx, id) {
-        for _ in 0..500 {
-            if !supervisor::process_alive(st.supervisor_pid) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    let removed = ctx.store().and_then(|store| match find(&store, id) {
-        Ok(rec) => c::remove(ctx, &store, &rec, Force::Kill),
-        Err(_) => Ok(()), // --rm already removed it
-    });
-    if let Err(e) = removed {
-        tracing::warn!("container {}: {e:#}", short(id));
-    }
-}
-
-/// Docker's codes for a process that could not start: 127 not found, 126 not executable.
-fn start_failure(e: anyhow::Error, command: &[String]) -> Result<ExitCode> {
-    let text = format!("{e:#}");
-    let cmd = command.first().map_or("", String::as_str);
-    let (n, why) = if text.contains("not found") || text.contains("no such file or directory") {
-        (127, "command not found in the container")
-    } else if text.contains("permission denied") {
-        (126, "command cannot be executed in the container")
-    } else {
-        return Err(e);
-    };
-    eprintln!("berth: {cmd}: {why} ({text})");
+    let n = containers.run_foreground(&created, a.create.interactive)?;
     Ok(code(n))
 }
 
 /// `berth create`.
 pub fn create(ctx: &Context, a: CreateArgs, out: &mut dyn Write) -> Result<()> {
-    let created = make(ctx, &a, true)?;
-    writeln!(out, "{}", created.rec.id)?;
+    let created = ctx.ns()?.containers().create(&request(&a, true)?)?;
+    writeln!(out, "{}", created.record.id)?;
     Ok(())
+}
+
+/// The flags as the core's request (checked before anything touches the disk).
+fn request(a: &CreateArgs, detached: bool) -> Result<CreateRequest> {
+    let rootfs = match looks_like_dir(&a.image) {
+        true => Rootfs::Checkout(PathBuf::from(&a.image)),
+        false => Rootfs::Image(a.image.clone()),
+    };
+    Ok(CreateRequest {
+        rootfs,
+        platform: platform(a.platform.as_deref())?,
+        name: a.name.clone(),
+        auto_remove: a.rm,
+        runtime: a.runtime.clone(),
+        network: a.net.clone(),
+        options: run_options(a)?,
+        detached,
+        stdout: a.stdout.clone(),
+        stderr: a.stderr.clone(),
+    })
+}
+
+/// A DIR argument looks like a path; anything else is an image name.
+fn looks_like_dir(s: &str) -> bool {
+    s.starts_with('/') || s.starts_with("./") || s.starts_with("../") || s == "." || s == ".."
+}
+
+fn run_options(a: &CreateArgs) -> Result<RunOptions> {
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        env.extend(spec::parse_env_file(&text, f)?);
+    }
+    env.extend(a.env.iter().cloned());
+    let mut mounts: Vec<MountRequest> = Vec::new();
+    for m in &a.mounts {
+        mounts.push(m.parse()?);
+    }
+    for t in &a.tmpfs {
+        mounts.push(MountRequest::Tmpfs(t.parse::<TmpfsMount>()?));
+    }
+    Ok(RunOptions {
+        id: String::new(),
+        args: a.command.clone(),
+        entrypoint: a.entrypoint.clone().map(|e| vec![e]),
+        env,
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        read_only: a.read_only,
+        mounts,
+        memory: a.memory.as_deref().map(spec::parse_bytes).transpose()?,
+        cpus: a.cpus,
+        pids_limit: a.pids_limit,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        terminal: a.tty,
+        network: Default::default(),
+    })
 }
 
 /// `berth start`.
 pub fn start(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()> {
-    let store = ctx.store()?;
-    let rec = find(&store, &a.container)?;
-    let state = state_of(ctx, &rec);
-    if state != State::Created || c::status_of(ctx, &rec.id).is_some() {
-        bail!(
-            "container {} is {}: only a created container can start",
-            display_name(&rec),
-            state.label()
-        );
-    }
-    drop(store);
-    launch::detached(ctx, &rec.id)?;
+    let rec = ctx.ns()?.containers().start(&a.container)?;
     writeln!(out, "{}", display_name(&rec))?;
     Ok(())
 }
 
-#[derive(Serialize)]
-struct PsRow {
-    id: String,
-    name: Option<String>,
-    image: String,
-    command: Vec<String>,
-    status: String,
-    pid: Option<i32>,
-    created: i64,
-    started: Option<u64>,
-    finished: Option<i64>,
-    exit_code: Option<i32>,
-    checkout: Option<String>,
-    runtime: String,
-    /// `none`, `host`, `ns:NAME` or `container:ID`, as asked for.
-    network: String,
-    /// The network namespace it is in (`net:[inode]`) while it runs.
-    netns: Option<String>,
-}
-
-/// `net:[4026531840]` for a live process.
-fn netns_of(pid: Option<i32>) -> Option<String> {
-    let link = std::fs::read_link(format!("/proc/{}/ns/net", pid?)).ok()?;
-    Some(link.to_string_lossy().into_owned())
-}
-
-fn ps_row(ctx: &Context, rec: berth_cas::containers::ContainerRecord) -> PsRow {
-    let state = state_of(ctx, &rec);
-    let st = c::status_of(ctx, &rec.id);
-    PsRow {
-        status: state.label(),
-        pid: match state {
-            State::Running { pid } | State::Paused { pid } => Some(pid),
-            _ => None,
-        },
-        exit_code: match state {
-            State::Exited(n) => Some(n),
-            _ => rec.exit_code,
-        },
-        started: st.as_ref().and_then(|s| s.started_at),
-        finished: st
-            .as_ref()
-            .and_then(|s| s.finished_at.map(|t| t as i64))
-            .or(rec.finished),
-        id: rec.id,
-        name: rec.name,
-        image: rec.image,
-        command: rec.command,
-        created: rec.created,
-        checkout: rec.checkout,
-        runtime: rec.runtime,
-        netns: netns_of(match state {
-            State::Running { pid } | State::Paused { pid } => Some(pid),
-            _ => None,
-        }),
-        network: rec.network,
-    }
-}
-
 /// `berth ps`.
 pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
-    let store = ctx.store()?;
-    let rows: Vec<PsRow> = store
-        .meta()
-        .containers()?
+    let rows: Vec<ContainerInfo> = ctx
+        .ns()?
+        .containers()
+        .list()?
         .into_iter()
-        .map(|rec| ps_row(ctx, rec))
         .filter(|r| a.all || r.status == "running" || r.status == "paused")
         .collect();
     if ctx.json {
@@ -199,11 +123,9 @@ pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         }
         return Ok(());
     }
-    let mut table = vec![
-        ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED", "NET"]
-            .map(String::from)
-            .to_vec(),
-    ];
+    let mut table = vec![["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED", "NET"]
+        .map(String::from)
+        .to_vec()];
     for r in rows {
         let mut cmd = r.command.join(" ");
         if cmd.chars().count() > 30 {
@@ -222,91 +144,32 @@ pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
     output::table(out, &table)
 }
 
-/// `berth exec`: the container's own process settings with another command.
-pub fn exec(ctx: &Context, a: ExecArgs, _out: &mut dyn Write) -> Result<ExitCode> {
-    let store = ctx.store()?;
-    let rec = find(&store, &a.container)?;
-    drop(store);
-    match state_of(ctx, &rec) {
-        State::Running { .. } => {}
-        s => bail!(
-            "container {} is {}, not running",
-            display_name(&rec),
-            s.label()
-        ),
-    }
-    let bundle = state_dir(ctx, &rec.id).join("bundle");
-    let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-        .with_context(|| format!("reading the spec of {}", display_name(&rec)))?;
-    let mut process = spec.process().clone().context("the spec has no process")?;
-    process.set_args(Some(a.command.clone()));
-    process.set_terminal(Some(a.tty));
-    let base_env = process.env().clone().unwrap_or_default();
-    process.set_env(Some(spec::merge_env(&base_env, &a.env, |k| {
-        std::env::var(k).ok()
-    })));
-    if let Some(w) = &a.workdir {
-        process.set_cwd(w.into());
-    }
-    if let Some(u) = &a.user {
-        let r = spec::resolve_user(&bundle.join("rootfs"), u)?;
-        let mut user = process.user().clone();
-        user.set_uid(r.uid);
-        user.set_gid(r.gid);
-        user.set_additional_gids((!r.additional_gids.is_empty()).then_some(r.additional_gids));
-        process.set_user(user);
-    }
-    let mut stdio = StdioSet::inherit();
-    if !a.interactive && !a.tty {
-        stdio.stdin = std::process::Stdio::null();
-    }
-    let opts = ExecOptions {
-        process,
-        detach: false,
-        pid_file: None,
-        console_socket: None,
-        stdio,
+/// `berth exec`: exits with the command's code.
+pub fn exec(ctx: &Context, a: ExecArgs) -> Result<ExitCode> {
+    let req = ExecRequest {
+        command: a.command,
+        tty: a.tty,
+        interactive: a.interactive,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
     };
-    Ok(code(runtime_of(ctx, &rec).exec(&rec.id, opts)?))
-}
-
-/// The container, which must be running or paused.
-fn live(ctx: &Context, query: &str) -> Result<(berth_cas::containers::ContainerRecord, State)> {
-    let store = ctx.store()?;
-    let rec = find(&store, query)?;
-    let state = state_of(ctx, &rec);
-    if !state.is_live() {
-        bail!(
-            "container {} is {}, not running",
-            display_name(&rec),
-            state.label()
-        );
-    }
-    Ok((rec, state))
+    Ok(code(ctx.ns()?.containers().exec(&a.container, &req)?))
 }
 
 /// `berth kill`.
 pub fn kill(ctx: &Context, a: KillArgs, out: &mut dyn Write) -> Result<()> {
     let sig = spec::parse_signal(&a.signal)?;
-    let (rec, _) = live(ctx, &a.container)?;
-    runtime_of(ctx, &rec).kill(&rec.id, sig, false)?;
+    let rec = ctx.ns()?.containers().kill(&a.container, sig)?;
     writeln!(out, "{}", display_name(&rec))?;
     Ok(())
 }
 
-/// `berth stop`: the stop signal, `-t` seconds of grace, then SIGKILL to every process.
+/// `berth stop`.
 pub fn stop(ctx: &Context, a: StopArgs, out: &mut dyn Write) -> Result<()> {
+    let ns = ctx.ns()?;
     for query in &a.containers {
-        let (rec, state) = live(ctx, query)?;
-        let rt = runtime_of(ctx, &rec);
-        rt.kill(&rec.id, rec.stop_signal, false)?;
-        if matches!(state, State::Paused { .. }) {
-            rt.resume(&rec.id)?;
-        }
-        let graceful = c::wait_exit(ctx, &rec.id, Some(Duration::from_secs(a.time)));
-        if graceful.is_err() {
-            c::kill_now(ctx, &rec, &State::Running { pid: 0 })?;
-        }
+        let rec = ns.containers().stop(query, Duration::from_secs(a.time))?;
         writeln!(out, "{}", display_name(&rec))?;
     }
     Ok(())
@@ -314,56 +177,35 @@ pub fn stop(ctx: &Context, a: StopArgs, out: &mut dyn Write) -> Result<()> {
 
 /// `berth pause`.
 pub fn pause(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()> {
-    let (rec, state) = live(ctx, &a.container)?;
-    if matches!(state, State::Paused { .. }) {
-        bail!("container {} is already paused", display_name(&rec));
-    }
-    runtime_of(ctx, &rec).pause(&rec.id)?;
+    let rec = ctx.ns()?.containers().pause(&a.container)?;
     writeln!(out, "{}", display_name(&rec))?;
     Ok(())
 }
 
 /// `berth resume`.
 pub fn resume(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()> {
-    let (rec, state) = live(ctx, &a.container)?;
-    if !matches!(state, State::Paused { .. }) {
-        bail!("container {} is not paused", display_name(&rec));
-    }
-    runtime_of(ctx, &rec).resume(&rec.id)?;
+    let rec = ctx.ns()?.containers().resume(&a.container)?;
     writeln!(out, "{}", display_name(&rec))?;
     Ok(())
 }
 
 /// `berth wait`: prints the exit code and exits with it.
 pub fn wait(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<ExitCode> {
-    let store = ctx.store()?;
-    let rec = find(&store, &a.container)?;
-    drop(store); // a long wait must not hold the store's lock
-    let n = match state_of(ctx, &rec) {
-        State::Exited(n) => n,
-        State::Created if c::status_of(ctx, &rec.id).is_none() => {
-            bail!("container {} has not been started", display_name(&rec))
-        }
-        State::Failed(e) => bail!("container {} failed to start: {e}", display_name(&rec)),
-        State::Dead => bail!(
-            "container {}: its supervisor is gone without recording an exit",
-            display_name(&rec)
-        ),
-        State::Created | State::Running { .. } | State::Paused { .. } => {
-            c::wait_exit(ctx, &rec.id, None)?
-        }
-    };
+    let n = ctx.ns()?.containers().wait(&a.container)?;
     writeln!(out, "{n}")?;
     Ok(code(n))
 }
 
 /// `berth rm`.
 pub fn rm(ctx: &Context, a: RmArgs, out: &mut dyn Write) -> Result<()> {
-    let store = ctx.store()?;
+    let ns = ctx.ns()?;
+    let containers = ns.containers();
     for query in &a.containers {
-        let rec = find(&store, query)?;
+        let rec = containers.find(query)?;
         let force = if a.force { Force::Kill } else { Force::No };
-        c::remove(ctx, &store, &rec, force)?;
+        containers
+            .remove(&rec, force)
+            .with_context(|| format!("removing container {}", display_name(&rec)))?;
         writeln!(out, "{}", display_name(&rec))?;
     }
     Ok(())
@@ -371,54 +213,30 @@ pub fn rm(ctx: &Context, a: RmArgs, out: &mut dyn Write) -> Result<()> {
 
 /// `berth inspect-container`.
 pub fn inspect(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()> {
-    let store = ctx.store()?;
-    let rec = find(&store, &a.container)?;
-    let state = state_of(ctx, &rec);
-    let row = ps_row(ctx, rec.clone());
-    let dir = state_dir(ctx, &rec.id);
+    let i = ctx.ns()?.containers().inspect(&a.container)?;
     if ctx.json {
-        let mut v = serde_json::to_value(&row)?;
-        v["manifest"] = rec.manifest.clone().into();
-        v["snapshot"] = rec.snapshot.clone().into();
-        v["state_dir"] = dir.to_string_lossy().into_owned().into();
-        v["error"] = match &state {
-            State::Failed(e) => e.clone().into(),
-            _ => serde_json::Value::Null,
-        };
-        return output::json(out, &v);
+        return output::json(out, &i);
     }
     let opt = |o: Option<String>| o.unwrap_or_else(|| "-".into());
-    writeln!(out, "id:        {}", rec.id)?;
-    writeln!(out, "name:      {}", opt(rec.name.clone()))?;
-    writeln!(out, "image:     {} ({})", rec.image, rec.manifest)?;
-    writeln!(
-        out,
-        "rootfs:    {}",
-        match (&rec.checkout, &rec.snapshot) {
-            (Some(d), _) => format!("checkout {d}"),
-            (None, Some(s)) => format!("snapshot {}/{s}", opt(rec.snapshotter.clone())),
-            (None, None) => "-".into(),
-        }
-    )?;
-    writeln!(out, "command:   {}", rec.command.join(" "))?;
-    writeln!(
-        out,
-        "network:   {} {}",
-        row.network,
-        row.netns.clone().unwrap_or_default()
-    )?;
-    writeln!(out, "runtime:   {}", rec.runtime)?;
-    writeln!(out, "status:    {}", state.label())?;
-    writeln!(out, "pid:       {}", opt(row.pid.map(|p| p.to_string())))?;
-    writeln!(out, "created:   {}", output::rfc3339(rec.created))?;
-    writeln!(
-        out,
-        "started:   {}",
-        opt(row.started.map(|t| output::rfc3339(t as i64)))
-    )?;
-    writeln!(out, "finished:  {}", opt(row.finished.map(output::rfc3339)))?;
-    writeln!(out, "state dir: {}", dir.display())?;
-    if let State::Failed(e) = state {
+    writeln!(out, "id:        {}", i.id)?;
+    writeln!(out, "name:      {}", opt(i.name.clone()))?;
+    writeln!(out, "image:     {} ({})", i.image, i.manifest)?;
+    let rootfs = match (&i.checkout, &i.snapshot) {
+        (Some(d), _) => format!("checkout {d}"),
+        (None, Some(s)) => format!("snapshot {s}"),
+        (None, None) => "-".into(),
+    };
+    writeln!(out, "rootfs:    {rootfs}")?;
+    writeln!(out, "command:   {}", i.command.join(" "))?;
+    writeln!(out, "network:   {} {}", i.network, i.netns.clone().unwrap_or_default())?;
+    writeln!(out, "runtime:   {}", i.runtime)?;
+    writeln!(out, "status:    {}", i.status)?;
+    writeln!(out, "pid:       {}", opt(i.pid.map(|p| p.to_string())))?;
+    writeln!(out, "created:   {}", output::rfc3339(i.created))?;
+    writeln!(out, "started:   {}", opt(i.started.map(|t| output::rfc3339(t as i64))))?;
+    writeln!(out, "finished:  {}", opt(i.finished.map(output::rfc3339)))?;
+    writeln!(out, "state dir: {}", Path::new(&i.state_dir).display())?;
+    if let Some(e) = &i.error {
         writeln!(out, "error:     {e}")?;
     }
     Ok(())
@@ -426,5 +244,5 @@ pub fn inspect(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()
 
 /// `berth __supervise ID`: exits with the container's code.
 pub fn supervise(ctx: &Context, a: ContainerArg) -> Result<ExitCode> {
-    launch::supervise(ctx, &a.container).map(code)
+    Ok(code(ctx.ns()?.containers().supervise(&a.container)?))
 }

@@ -1,186 +1,236 @@
-//! Store upkeep: gc, du, fsck.
+//! Store upkeep and introspection: snapshots, gc, du, fsck, events, namespaces, man pages.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, Result};
-use berth_cas::{fsck as check, gc as collect, Store};
-use serde::Serialize;
+use anyhow::{bail, Context as _, Result};
+use berth_core::events::EventFilter;
+use berth_core::fs::snapshot::Kind;
+use berth_core::GcOptions;
+use clap::CommandFactory;
 
-use crate::cli::GcArgs;
+use crate::cli::{Cli, EventsArgs, FsckArgs, GcArgs, NamespacesArgs, NamespacesCommand, SnapshotsArgs, SnapshotsCommand};
 use crate::context::Context;
 use crate::output;
 
-pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
-    let store = Store::open_exclusive(&ctx.root)
-        .with_context(|| format!("opening store at {}", ctx.root.display()))?;
-    let snapshots = super::snapshots::collect(ctx, &store)?;
-    let objects = crate::objects::collect(&ctx.root, &store)?;
-    let report = collect::collect(&store, Duration::from_secs(a.ingest_grace))?;
+pub fn snapshots(ctx: &Context, a: SnapshotsArgs, out: &mut dyn Write) -> Result<()> {
+    let root = ctx.root()?;
+    if let Some(SnapshotsCommand::Rm { keys }) = a.command {
+        let (name, snap) = root.default_snapshotter()?;
+        for k in keys {
+            root.remove_snapshot(&name, snap.as_ref(), &k)?;
+            writeln!(out, "removed {k}")?;
+        }
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (name, snap) in root.existing_snapshotters()? {
+        for info in snap.list()? {
+            let kind = match info.kind {
+                Kind::Active => "active",
+                Kind::View => "view",
+                Kind::Committed => "committed",
+            };
+            rows.push(serde_json::json!({"snapshotter": name, "key": info.key,
+                "parent": info.parent, "kind": kind}));
+        }
+    }
     if ctx.json {
-        return output::json(
-            out,
-            &serde_json::json!({"content": report, "snapshots": snapshots,
-                "objects": {"removed": objects.removed, "bytes_freed": objects.bytes}}),
-        );
+        return output::json(out, &rows);
+    }
+    let mut table = vec![["KEY", "PARENT", "KIND", "SNAPSHOTTER"].map(String::from).to_vec()];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    for r in rows {
+        table.push(vec![text(&r["key"]), text(&r["parent"]), text(&r["kind"]), text(&r["snapshotter"])]);
+    }
+    output::table(out, &table)
+}
+
+pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
+    let report = ctx.root()?.gc(&GcOptions {
+        ingest_grace: Duration::from_secs(a.ingest_grace),
+    })?;
+    if ctx.json {
+        return output::json(out, &report);
     }
     writeln!(
         out,
-        "removed {} file objects ({})",
-        objects.removed,
-        output::size(objects.bytes)
-    )?;
-    writeln!(
-        out,
-        "removed {} snapshots, {} orphaned snapshot dirs",
-        snapshots.removed, snapshots.orphans
-    )?;
-    writeln!(
-        out,
-        "removed {} blobs ({}), {} abandoned ingests ({}), {} expired leases",
+        "removed {} blobs ({}), {} snapshots, {} layer indexes, {} file objects ({})",
         report.blobs_removed,
         output::size(report.bytes_freed),
+        report.snapshots_removed,
+        report.layer_indexes_removed,
+        report.objects_removed,
+        output::size(report.object_bytes_freed)
+    )?;
+    writeln!(
+        out,
+        "removed {} orphaned snapshot dirs, {} abandoned ingests ({}), {} ended leases",
+        report.orphan_dirs_removed,
         report.ingests_removed,
         output::size(report.ingest_bytes_freed),
         report.leases_expired
     )?;
+    for m in &report.missing {
+        writeln!(out, "missing: {} needs {} (see berth fsck)", m.root, m.digest)?;
+    }
+    if report.layers_kept {
+        writeln!(out, "kept every snapshot: an image's config is unreadable (see berth fsck)")?;
+    }
     Ok(())
 }
 
-#[derive(Serialize, Default)]
-struct Usage {
-    kind: String,
-    count: u64,
-    bytes: u64,
-}
-
 pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
-    let store = ctx.store()?;
-    let mut rows: Vec<Usage> = Vec::new();
-    let mut by_kind = std::collections::BTreeMap::<&str, Usage>::new();
-    for b in store.meta().blobs()? {
-        let kind = match berth_cas::media::kind(&b.media_type) {
-            berth_cas::media::Kind::Index => "indexes",
-            berth_cas::media::Kind::Manifest => "manifests",
-            berth_cas::media::Kind::Config => "configs",
-            berth_cas::media::Kind::Layer => "layers",
-            berth_cas::media::Kind::Unknown => "other blobs",
-        };
-        let u = by_kind.entry(kind).or_default();
-        u.count += 1;
-        u.bytes += b.size;
-    }
-    for (k, mut u) in by_kind {
-        u.kind = k.into();
-        rows.push(u);
-    }
-    for (kind, dir) in [("ingest", "ingest"), ("quarantine", "quarantine")] {
-        let (count, bytes) = dir_usage(&ctx.root.join(dir));
-        rows.push(Usage {
-            kind: kind.into(),
-            count,
-            bytes,
-        });
-    }
-    let dedup = crate::objects::usage(&ctx.root)?;
-    rows.push(Usage {
-        kind: "file objects".into(),
-        count: dedup.objects,
-        bytes: dedup.physical,
-    });
-    let db = ["meta.db", "meta.db-wal", "meta.db-shm"]
-        .iter()
-        .map(|f| file_len(&ctx.root.join(f)))
-        .sum();
-    rows.push(Usage {
-        kind: "metadata".into(),
-        count: 1,
-        bytes: db,
-    });
+    let usage = ctx.root()?.du()?;
     if ctx.json {
-        return output::json(out, &rows);
+        return output::json(out, &usage);
     }
-    let mut table = vec![vec!["KIND".into(), "COUNT".into(), "SIZE".into()]];
-    let total: u64 = rows.iter().map(|r| r.bytes).sum();
-    for r in &rows {
-        table.push(vec![
-            r.kind.clone(),
-            r.count.to_string(),
-            output::size(r.bytes),
-        ]);
+    let mut table = vec![["KIND", "COUNT", "SIZE"].map(String::from).to_vec()];
+    for r in &usage.rows {
+        table.push(vec![r.kind.clone(), r.count.to_string(), output::size(r.bytes)]);
     }
-    table.push(vec!["total".into(), String::new(), output::size(total)]);
+    table.push(vec!["total".into(), String::new(), output::size(usage.total())]);
     output::table(out, &table)?;
     writeln!(
         out,
         "unpacked file data: logical {}, physical {}, saved by dedup {}",
-        output::size(dedup.logical),
-        output::size(dedup.physical),
-        output::size(dedup.saved())
+        output::size(usage.dedup.logical),
+        output::size(usage.dedup.physical),
+        output::size(usage.dedup.saved())
     )?;
     Ok(())
 }
 
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-}
-
-fn dir_usage(dir: &Path) -> (u64, u64) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return (0, 0);
-    };
-    rd.flatten()
-        .filter_map(|e| e.metadata().ok())
-        .fold((0, 0), |(c, b), m| (c + 1, b + m.len()))
-}
-
-pub fn fsck(ctx: &Context, out: &mut dyn Write) -> Result<ExitCode> {
-    let store = ctx.store()?;
-    let report = check::fsck(&store)?;
-    let objects = crate::objects::fsck(&ctx.root)?;
+pub fn fsck(ctx: &Context, a: FsckArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let r = ctx.root()?.fsck(a.repair)?;
+    let status = if r.is_sound() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     if ctx.json {
-        output::json(out, &report)?;
-    } else {
-        for p in &objects.problems {
-            writeln!(out, "{}: {}", p.subject, p.detail)?;
-        }
-        writeln!(
-            out,
-            "checked {} file objects ({}) and {} index entries",
-            objects.objects,
-            output::size(objects.bytes),
-            objects.entries
-        )?;
-        for q in &report.quarantined {
-            writeln!(out, "corrupt blob {q}: moved to quarantine/")?;
-        }
-        for p in &report.problems {
-            writeln!(out, "{}: {}", p.subject, p.detail)?;
-        }
-        writeln!(
-            out,
-            "checked {} blobs ({}): {}",
-            report.blobs_checked,
-            output::size(report.bytes_checked),
-            if report.is_sound() && objects.problems.is_empty() {
-                "store is sound"
-            } else {
-                "PROBLEMS FOUND"
-            }
-        )?;
-        if report.unreferenced > 0 {
-            writeln!(
+        let mut v = serde_json::to_value(&r)?;
+        v["sound"] = r.is_sound().into();
+        output::json(out, &v)?;
+        return Ok(status);
+    }
+    for d in &r.corrupt_blobs {
+        writeln!(out, "content: corrupt blob {d} (berth fsck --repair quarantines it)")?;
+    }
+    for p in &r.problems {
+        writeln!(out, "{}: {}: {}", p.area, p.subject, p.detail)?;
+    }
+    for what in &r.repaired {
+        writeln!(out, "repaired: {what}")?;
+    }
+    writeln!(
+        out,
+        "checked {} blobs ({}), {} file objects ({}) and {} index entries, {} snapshots, {} checkouts, {} containers: {}",
+        r.blobs_checked,
+        output::size(r.blob_bytes),
+        r.objects_checked,
+        output::size(r.object_bytes),
+        r.index_entries,
+        r.snapshots_checked,
+        r.checkouts_checked,
+        r.containers_checked,
+        if r.is_sound() { "store is sound" } else { "PROBLEMS FOUND" }
+    )?;
+    if r.unreferenced_blobs > 0 {
+        writeln!(out, "{} unreferenced blobs (berth gc removes them)", r.unreferenced_blobs)?;
+    }
+    if r.lapsed_leases > 0 {
+        writeln!(out, "{} leases of finished or killed operations (berth gc ends them)", r.lapsed_leases)?;
+    }
+    Ok(status)
+}
+
+pub fn events(ctx: &Context, a: EventsArgs, out: &mut dyn Write) -> Result<()> {
+    let filter = EventFilter {
+        namespace: (!a.all_namespaces).then(|| ctx.namespace.clone()),
+        since_ns: a.since.as_deref().map(parse_since).transpose()?,
+        no_follow: a.no_follow,
+    };
+    ctx.root()?.follow_events(&filter, |e| {
+        let written = if ctx.json {
+            serde_json::to_writer(&mut *out, e).map_err(std::io::Error::from)
+        } else {
+            let t = UNIX_EPOCH + Duration::from_nanos(e.time.max(0) as u64);
+            let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let ns = if e.namespace.is_empty() { "-" } else { &e.namespace };
+            write!(
                 out,
-                "{} unreferenced blobs (berth gc removes them)",
-                report.unreferenced
-            )?;
+                "{} {ns} {} {} {}",
+                humantime::format_rfc3339_nanos(t),
+                e.topic,
+                e.subject,
+                attrs.join(" ")
+            )
+        };
+        // A closed pipe (`berth events | head`) ends the stream quietly.
+        Ok(written.and_then(|()| writeln!(out)).and_then(|()| out.flush()).is_ok())
+    })?;
+    Ok(())
+}
+
+/// RFC 3339, seconds since the epoch, or an age (`10m`, `2h`) → ns since the epoch.
+fn parse_since(s: &str) -> Result<i64> {
+    let at = if let Ok(secs) = s.parse::<u64>() {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    } else if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        t
+    } else if let Ok(age) = humantime::parse_duration(s) {
+        SystemTime::now() - age
+    } else {
+        bail!("--since {s:?}: give an RFC 3339 time, seconds since the epoch, or an age such as 10m");
+    };
+    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64))
+}
+
+pub fn namespaces(ctx: &Context, a: NamespacesArgs, out: &mut dyn Write) -> Result<()> {
+    let root = ctx.root()?;
+    match a.command {
+        Some(NamespacesCommand::Create { name }) => {
+            root.create_namespace(&name)?;
+            writeln!(out, "{name}")?;
+        }
+        Some(NamespacesCommand::Rm { names }) => {
+            for n in names {
+                root.remove_namespace(&n)?;
+                writeln!(out, "{n}")?;
+            }
+        }
+        None => {
+            let names = root.namespaces()?;
+            if ctx.json {
+                return output::json(out, &names);
+            }
+            for n in names {
+                writeln!(out, "{n}")?;
+            }
         }
     }
-    Ok(if report.is_sound() && objects.problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
+}
+
+/// Writes `berth.1` and `berth-<verb>.1` for every visible verb (nested ones too).
+pub fn manpages(dir: &Path, out: &mut dyn Write) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut written = 0;
+    write_pages(&cmd, "berth", dir, &mut written)?;
+    writeln!(out, "wrote {written} man pages to {}", dir.display())?;
+    Ok(())
+}
+
+fn write_pages(cmd: &clap::Command, name: &str, dir: &Path, written: &mut usize) -> Result<()> {
+    let cmd = cmd.clone().name(name.to_string()).display_name(name.replace('-', " "));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    *written += 1;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_pages(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
+    }
+    Ok(())
 }

@@ -1,14 +1,11 @@
-//! One module per group of verbs; each handler writes its results to `out`.
+//! One module per group of verbs; each handler calls the core and writes to `out`.
 
-pub(crate) mod checkout;
-mod commit;
+mod checkout;
 mod containers;
-mod fuse;
-pub(crate) mod images;
+mod images;
 mod maintenance;
-pub(crate) mod net;
+mod net;
 mod registry;
-mod snapshots;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,32 +25,36 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
     match args.command {
         Command::Pull(a) => registry::pull(&ctx, a, out),
         Command::Push(a) => registry::push(&ctx, a, out),
-        Command::Login(a) => registry::login(&ctx, a, out),
-        Command::Logout(a) => registry::logout(&ctx, a, out),
+        Command::Login(a) => registry::login(a, out),
+        Command::Logout(a) => registry::logout(a, out),
         Command::Import(a) => images::import(&ctx, a, out),
         Command::Export(a) => images::export(&ctx, a, out),
         Command::Images(a) => images::list(&ctx, a, out),
         Command::Inspect(a) => images::inspect(&ctx, a, out),
         Command::Tag(a) => images::tag(&ctx, a, out),
         Command::Rmi(a) => images::rmi(&ctx, a, out),
+        Command::Log(a) => images::log(&ctx, a, out),
         Command::Checkout(a) => checkout::checkout(&ctx, a, out),
         Command::Checkouts => checkout::list(&ctx, out),
         Command::Status(a) => checkout::status(&ctx, a, out),
         Command::Diff(a) => checkout::diff(&ctx, a, out),
-        Command::Commit(a) => commit::commit(&ctx, a, out),
-        Command::Log(a) => checkout::log(&ctx, a, out),
+        Command::Commit(a) => checkout::commit(&ctx, a, out),
         Command::Discard(a) => checkout::discard(&ctx, a, out),
         Command::Mount(a) => checkout::mount(&ctx, a, out),
         Command::Umount(a) => checkout::umount(&ctx, a, out),
-        Command::Snapshots(a) => snapshots::run(&ctx, a, out),
+        Command::FuseServe(a) => checkout::serve_view(&ctx, a),
+        Command::Snapshots(a) => maintenance::snapshots(&ctx, a, out),
         Command::Gc(a) => maintenance::gc(&ctx, a, out),
         Command::Du => maintenance::du(&ctx, out),
-        Command::Fsck => return maintenance::fsck(&ctx, out),
+        Command::Fsck(a) => return maintenance::fsck(&ctx, a, out),
+        Command::Events(a) => maintenance::events(&ctx, a, out),
+        Command::Namespaces(a) => maintenance::namespaces(&ctx, a, out),
+        Command::Manpages { dir } => maintenance::manpages(&dir, out),
         Command::Run(a) => return containers::run(&ctx, a, out),
         Command::Create(a) => containers::create(&ctx, a, out),
         Command::Start(a) => containers::start(&ctx, a, out),
         Command::Ps(a) => containers::ps(&ctx, a, out),
-        Command::Exec(a) => return containers::exec(&ctx, a, out),
+        Command::Exec(a) => return containers::exec(&ctx, a),
         Command::Kill(a) => containers::kill(&ctx, a, out),
         Command::Stop(a) => containers::stop(&ctx, a, out),
         Command::Pause(a) => containers::pause(&ctx, a, out),
@@ -61,7 +62,6 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Wait(a) => return containers::wait(&ctx, a, out),
         Command::Rm(a) => containers::rm(&ctx, a, out),
         Command::InspectContainer(a) => containers::inspect(&ctx, a, out),
-        Command::FuseServe(a) => fuse::serve(&ctx, a),
         Command::Supervise(a) => return containers::supervise(&ctx, a),
         Command::Net(a) => net::run(&ctx, a, out),
         Command::Completion { shell } => {
@@ -70,4 +70,9 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         }
     }?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An exit status from a container's code (docker's: the low byte).
+pub fn code(n: i32) -> ExitCode {
+    ExitCode::from((n & 0xff) as u8)
 }

@@ -7,41 +7,67 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use anyhow::{bail, Context as _, Result};
-use berth_net::{Cidr, Handle, MacAddr, Netns, NetnsDir, NsTarget, Route};
+use berth_core::net::{Cidr, Handle, MacAddr, NetnsDir, NsTarget, Route};
 
 use crate::cli::{NetArgs, NetCommand, NsAction};
 use crate::context::Context;
 use crate::output;
 
-/// Where a namespace name is looked up: berth's own dir first, then /run/netns.
-pub fn find_netns(ctx: &Context, name: &str) -> Result<Netns> {
-    let own = NetnsDir::new(&ctx.run_root);
-    if own.path(name).map(|p| p.exists()).unwrap_or(false) {
-        return Ok(own.open(name)?);
-    }
-    let system = NetnsDir::system();
-    if system.path(name).map(|p| p.exists()).unwrap_or(false) {
-        return Ok(system.open(name)?);
-    }
-    Ok(own.open(name)?) // gives the "no such namespace" error
-}
-
 pub fn run(ctx: &Context, a: NetArgs, out: &mut dyn Write) -> Result<()> {
     if let NetCommand::Ns { action } = &a.command {
         return ns(ctx, action, out);
     }
-    let netns = a.netns.as_deref().map(|n| find_netns(ctx, n)).transpose()?;
-    let mut h = Handle::open(netns.as_ref())?;
-    match a.command {
+    // `--netns NS` may follow the object too (`net link ls --netns lab`), as clap's
+    // global flags do elsewhere; the iproute2 words would otherwise swallow it.
+    let (object, words) = match a.command {
+        NetCommand::Link { words } => (Object::Link, words),
+        NetCommand::Addr { words } => (Object::Addr, words),
+        NetCommand::Route { words } => (Object::Route, words),
         NetCommand::Ns { .. } => unreachable!("handled above"),
-        NetCommand::Link { words } => link(ctx, &mut h, &words, out),
-        NetCommand::Addr { words } => addr(ctx, &mut h, &words, out),
-        NetCommand::Route { words } => route(ctx, &mut h, &words, out),
+    };
+    let (words, after) = take_netns(words)?;
+    let name = match (a.netns, after) {
+        (Some(x), Some(y)) if x != y => bail!("--netns given twice ({x} and {y})"),
+        (x, y) => x.or(y),
+    };
+    let netns = name
+        .as_deref()
+        .map(|n| ctx.layout().find_netns(n))
+        .transpose()?;
+    let mut h = Handle::open(netns.as_ref())?;
+    match object {
+        Object::Link => link(ctx, &mut h, &words, out),
+        Object::Addr => addr(ctx, &mut h, &words, out),
+        Object::Route => route(ctx, &mut h, &words, out),
     }
 }
 
+enum Object {
+    Link,
+    Addr,
+    Route,
+}
+
+/// Splits `--netns NS` / `--netns=NS` out of the words.
+fn take_netns(words: Vec<String>) -> Result<(Vec<String>, Option<String>)> {
+    let mut out = Vec::new();
+    let mut netns = None;
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        if w == "--netns" {
+            netns = Some(it.next().context("--netns needs a namespace name")?);
+        } else if let Some(v) = w.strip_prefix("--netns=") {
+            netns = Some(v.to_string());
+        } else {
+            out.push(w);
+        }
+    }
+    Ok((out, netns))
+}
+
 fn ns(ctx: &Context, action: &NsAction, out: &mut dyn Write) -> Result<()> {
-    let own = NetnsDir::new(&ctx.run_root);
+    let layout = ctx.layout();
+    let own = layout.netns_dir();
     match action {
         NsAction::Add { name, ip_netns } => {
             let dir = if *ip_netns { NetnsDir::system() } else { own };
@@ -52,7 +78,7 @@ fn ns(ctx: &Context, action: &NsAction, out: &mut dyn Write) -> Result<()> {
             writeln!(out, "{}", ns.path().display())?;
         }
         NsAction::Del { name } => {
-            let ns = find_netns(ctx, name)?;
+            let ns = layout.find_netns(name)?;
             let parent = ns
                 .path()
                 .parent()
@@ -124,7 +150,7 @@ fn link(ctx: &Context, h: &mut Handle, words: &[String], out: &mut dyn Write) ->
             match kind {
                 Some("veth") => {
                     let peer = peer.context("a veth needs `peer NAME`")?;
-                    let ns = peer_ns.map(|n| find_netns(ctx, n)).transpose()?;
+                    let ns = peer_ns.map(|n| ctx.layout().find_netns(n)).transpose()?;
                     h.add_veth(name, peer, ns.as_ref().map(NsTarget::Netns))?;
                 }
                 Some("bridge") => h.add_bridge(name)?,
@@ -184,7 +210,7 @@ fn link_set(ctx: &Context, h: &mut Handle, name: &str, w: &mut Words<'_>) -> Res
                 match target.parse::<u32>() {
                     Ok(pid) => h.move_to_netns(&name, NsTarget::Pid(pid))?,
                     Err(_) => {
-                        let ns = find_netns(ctx, target)?;
+                        let ns = ctx.layout().find_netns(target)?;
                         h.move_to_netns(&name, NsTarget::Netns(&ns))?;
                     }
                 }

@@ -22,7 +22,9 @@ use serde::Deserialize;
 pub(crate) use bundle::write_atomic;
 pub use bundle::Bundle;
 pub use console::ConsoleSocket;
-pub use types::{ContainerState, CreateOptions, ExecOptions, RuntimeError, Status, StdioSet};
+pub use types::{
+    ContainerState, CreateOptions, ExecOptions, RuntimeError, StartFailure, Status, StdioSet,
+};
 
 /// The runtime's log of a `run`, in the bundle.
 const RUN_LOG: &str = "runtime-run.log";

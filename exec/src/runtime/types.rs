@@ -66,6 +66,54 @@ pub enum RuntimeError {
     NoConsole(PathBuf),
 }
 
+/// Why a container's process could not start, as docker's exit codes tell it apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFailure {
+    /// The command is not in the container (docker exits 127).
+    NotFound,
+    /// The command exists but cannot be executed (docker exits 126).
+    NotExecutable,
+}
+
+impl StartFailure {
+    /// Reads runc's and crun's one-line reasons for a failed exec.
+    pub fn classify(message: &str) -> Option<StartFailure> {
+        let m = message.to_ascii_lowercase();
+        if m.contains("executable file not found")
+            || m.contains("no such file or directory")
+            || m.contains("not found")
+        {
+            Some(StartFailure::NotFound)
+        } else if m.contains("permission denied") || m.contains("exec format error") {
+            Some(StartFailure::NotExecutable)
+        } else {
+            None
+        }
+    }
+
+    /// docker's exit code for it.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            StartFailure::NotFound => 127,
+            StartFailure::NotExecutable => 126,
+        }
+    }
+}
+
+impl RuntimeError {
+    /// Whether the runtime failed because the container's command cannot start.
+    pub fn start_failure(&self) -> Option<StartFailure> {
+        match self {
+            RuntimeError::Failed { verb, stderr, .. }
+                if matches!(*verb, "create" | "run" | "start" | "exec") =>
+            {
+                StartFailure::classify(stderr)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Container status as the runtime reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

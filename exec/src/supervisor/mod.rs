@@ -86,6 +86,27 @@ pub enum SupervisorError {
     Timeout(PathBuf),
 }
 
+impl SupervisorError {
+    /// Whether the container failed because its command cannot start (127/126).
+    pub fn start_failure(&self) -> Option<crate::runtime::StartFailure> {
+        match self {
+            SupervisorError::Runtime(e) => e.start_failure(),
+            SupervisorError::StartFailed(msg) => crate::runtime::StartFailure::classify(msg),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller of [`run_with`] is told while the container lives.
+pub trait Hooks {
+    /// The container's init runs as host pid `pid`.
+    fn started(&self, _pid: i32) {}
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
 /// Everything the supervisor needs, saved as JSON so a re-exec'd process can load it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupervisorConfig {
@@ -151,6 +172,11 @@ impl SupervisorConfig {
 /// Supervises one container from create to cleanup; returns its exit code. Call it in a
 /// single-threaded process (see the module docs).
 pub fn run(cfg: &SupervisorConfig) -> Result<i32, SupervisorError> {
+    run_with(cfg, &NoHooks)
+}
+
+/// [`run`], telling `hooks` what happens.
+pub fn run_with(cfg: &SupervisorConfig, hooks: &dyn Hooks) -> Result<i32, SupervisorError> {
     let setup = |what| move |source| SupervisorError::Setup { what, source };
     if cfg.detached {
         // Already a group leader (e.g. spawned with setsid) is fine.
@@ -174,7 +200,7 @@ pub fn run(cfg: &SupervisorConfig) -> Result<i32, SupervisorError> {
     status::write_status(&cfg.state_dir, &status)?;
     let runtime = cfg.runtime();
     if !cfg.terminal && !cfg.detached {
-        return run_oneshot(cfg, &runtime, &signals, status);
+        return run_oneshot(cfg, &runtime, &signals, status, hooks);
     }
     let started = create_and_start(cfg, &runtime);
     let (pid, pty, _raw) = match started {
@@ -195,6 +221,7 @@ pub fn run(cfg: &SupervisorConfig) -> Result<i32, SupervisorError> {
     status.pid = Some(pid.as_raw());
     status.started_at = Some(status::now());
     status::write_status(&cfg.state_dir, &status)?;
+    hooks.started(pid.as_raw());
     let code = io::event_loop(&signals, pid, pty);
     status.finished_at = Some(status::now());
     // Cleanup first, so whoever sees the final status finds no runtime state or mounts left.
@@ -214,6 +241,7 @@ fn run_oneshot(
     runtime: &Runtime,
     signals: &io::Signals,
     mut status: ContainerStatus,
+    hooks: &dyn Hooks,
 ) -> Result<i32, SupervisorError> {
     let pid_file = cfg.state_dir.join("init.pid");
     let opts = CreateOptions {
@@ -234,6 +262,7 @@ fn run_oneshot(
             if let Err(e) = status::write_status(&cfg.state_dir, &status) {
                 tracing::warn!("container {}: {e}", cfg.id);
             }
+            hooks.started(pid.as_raw());
             true
         })
     });

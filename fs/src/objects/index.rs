@@ -86,10 +86,23 @@ impl Index {
 
     /// Replaces the index of layer `key` with `entries`.
     pub fn put_layer(&self, key: &str, entries: &[Entry]) -> Result<(), ObjectError> {
+        self.put_layer_with(key, entries, || Ok(()))
+    }
+
+    /// Replaces the index of layer `key` with `entries`, running `publish` (which makes
+    /// the entries' objects visible) inside the same write transaction: gc, which sweeps
+    /// inside one too, sees the objects and the rows naming them together or not at all.
+    pub fn put_layer_with(
+        &self,
+        key: &str,
+        entries: &[Entry],
+        publish: impl FnOnce() -> Result<(), ObjectError>,
+    ) -> Result<(), ObjectError> {
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(self.db())?;
+        publish()?;
         tx.execute("DELETE FROM layers WHERE key = ?1", [key])
             .map_err(self.db())?;
         tx.execute(
@@ -217,11 +230,36 @@ impl Index {
     /// Every object id some index names.
     pub fn objects(&self) -> Result<Vec<String>, ObjectError> {
         let conn = self.lock();
+        self.objects_in(&conn)
+    }
+
+    fn objects_in(&self, conn: &Connection) -> Result<Vec<String>, ObjectError> {
         let mut stmt = conn
             .prepare("SELECT DISTINCT object FROM entries WHERE object IS NOT NULL")
             .map_err(self.db())?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
+    }
+
+    /// Runs `sweep` with the ids every index names, inside a write transaction: no layer
+    /// is recorded (and no object published) until it returns.
+    pub fn sweep_with<T>(
+        &self,
+        sweep: impl FnOnce(&std::collections::HashSet<String>) -> Result<T, ObjectError>,
+    ) -> Result<T, ObjectError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.db())?;
+        let live = self.objects_in(&tx)?.into_iter().collect();
+        let out = sweep(&live)?;
+        tx.commit().map_err(self.db())?;
+        Ok(out)
+    }
+
+    /// `PRAGMA integrity_check`: empty when the database is sound.
+    pub fn integrity_problems(&self) -> Result<Vec<String>, ObjectError> {
+        crate::sqlite::integrity_problems(&self.lock()).map_err(self.db())
     }
 
     /// `(layer, path, object)` of every file entry.

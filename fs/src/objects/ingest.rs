@@ -59,16 +59,19 @@ struct Walked {
     nlink: u64,
 }
 
-/// Walks `root`, makes every regular file an object, returns the tree index.
+/// A layer file and the object it is to become a name of.
+pub(super) type Link = (PathBuf, String);
+
+/// Walks `root` and names every regular file's object; returns the tree index and the
+/// links [`link_all`] makes (inside the index transaction that records the layer).
 pub(super) fn ingest(
-    store: &ObjectStore,
     root: &Path,
-    relink: bool,
     known: &HashMap<u64, String>,
-) -> Result<Vec<Entry>, ObjectError> {
+) -> Result<(Vec<Entry>, Vec<Link>), ObjectError> {
     let mut walked = walk(root)?;
     let mut ids: HashMap<u64, String> = HashMap::new();
     let mut links: HashMap<u64, usize> = HashMap::new();
+    let mut links_to_make = Vec::new();
     for w in &walked {
         if w.entry.kind != EntryKind::Dir && w.nlink > 1 {
             *links.entry(w.ino).or_default() += 1;
@@ -94,10 +97,18 @@ pub(super) fn ingest(
                 id
             }
         };
-        link_object(store, &w.abs, &id, relink)?;
+        links_to_make.push((w.abs.clone(), id.clone()));
         w.entry.object = Some(id);
     }
-    Ok(walked.into_iter().map(|w| w.entry).collect())
+    Ok((walked.into_iter().map(|w| w.entry).collect(), links_to_make))
+}
+
+/// Makes every file a name of its object (see [`link_object`]).
+pub(super) fn link_all(store: &ObjectStore, links: &[Link], relink: bool) -> Result<(), ObjectError> {
+    for (file, id) in links {
+        link_object(store, file, id, relink)?;
+    }
+    Ok(())
 }
 
 fn walk(root: &Path) -> Result<Vec<Walked>, ObjectError> {

@@ -26,6 +26,7 @@
 mod entry;
 mod index;
 mod ingest;
+mod staging;
 mod stream;
 
 use std::collections::{HashMap, HashSet};
@@ -184,8 +185,10 @@ impl ObjectStore {
         relink: bool,
         known: &HashMap<u64, String>,
     ) -> Result<Vec<Entry>, ObjectError> {
-        let entries = ingest::ingest(self, layer_dir, relink, known)?;
-        self.index.put_layer(key, &entries)?;
+        let (entries, links) = ingest::ingest(layer_dir, known)?;
+        self.index.put_layer_with(key, &entries, || {
+            ingest::link_all(self, &links, relink)
+        })?;
         Ok(entries)
     }
 
@@ -199,8 +202,10 @@ impl ObjectStore {
         reader: impl io::Read + Send,
         opts: &crate::apply::ApplyOptions,
     ) -> Result<crate::apply::ApplyStats, ObjectError> {
-        let (entries, stats) = stream::ingest_tar(self, reader, opts)?;
-        self.index.put_layer(key, &entries)?;
+        let staging = staging::Staging::new(&self.dir)?;
+        let (entries, stats) = stream::ingest_tar(&staging, reader, opts)?;
+        self.index
+            .put_layer_with(key, &entries, || staging.publish(self))?;
         Ok(stats)
     }
 
@@ -227,31 +232,28 @@ impl ObjectStore {
         Ok(out)
     }
 
-    /// Removes objects no index entry names. Callers hold the store exclusively (no
-    /// unpack in flight) and have dropped the indexes of removed layers first.
+    /// Removes objects no index entry names, and what killed ingests left. The sweep
+    /// runs inside an index write transaction, and objects only appear inside the one
+    /// that records the layer naming them (see `staging`), so it can run beside ingests.
+    /// Callers drop the indexes of removed layers first.
     pub fn gc(&self) -> Result<GcStats, ObjectError> {
-        let live: HashSet<String> = self.index.objects()?.into_iter().collect();
         let mut stats = GcStats::default();
-        // Temporary files of index-only ingests that were killed.
-        for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
-            let e = e.map_err(io_err("listing", &self.dir))?;
-            if e.file_name().as_encoded_bytes().starts_with(b".ingest-") {
-                let p = e.path();
+        staging::remove_abandoned(&self.dir)?;
+        self.index.sweep_with(|live| {
+            for id in self.list()? {
+                if live.contains(&id) {
+                    continue;
+                }
+                let p = self.path(&id);
+                let md = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
                 fs::remove_file(&p).map_err(io_err("removing", &p))?;
+                stats.removed += 1;
+                if std::os::unix::fs::MetadataExt::nlink(&md) == 1 {
+                    stats.bytes += std::os::unix::fs::MetadataExt::blocks(&md) * 512;
+                }
             }
-        }
-        for id in self.list()? {
-            if live.contains(&id) {
-                continue;
-            }
-            let p = self.path(&id);
-            let md = fs::symlink_metadata(&p).map_err(io_err("stat", &p))?;
-            fs::remove_file(&p).map_err(io_err("removing", &p))?;
-            stats.removed += 1;
-            if std::os::unix::fs::MetadataExt::nlink(&md) == 1 {
-                stats.bytes += std::os::unix::fs::MetadataExt::blocks(&md) * 512;
-            }
-        }
+            Ok(())
+        })?;
         Ok(stats)
     }
 
@@ -259,6 +261,12 @@ impl ObjectStore {
     /// object exists.
     pub fn fsck(&self) -> Result<FsckReport, ObjectError> {
         let mut r = FsckReport::default();
+        for problem in self.index.integrity_problems()? {
+            r.problems.push(Problem {
+                subject: "objects/index.db".into(),
+                detail: problem,
+            });
+        }
         let on_disk: HashSet<String> = self.list()?.into_iter().collect();
         for id in &on_disk {
             let p = self.path(id);

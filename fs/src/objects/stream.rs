@@ -11,9 +11,11 @@
 //! the same layer (apply resolves it inside the layer root); such a layer is refused
 //! with [`ObjectError::NeedsUnpack`] and the caller unpacks it the ordinary way.
 //!
-//! Each regular file becomes a temporary file in the object directory, hashed with
+//! Each regular file becomes a file in the ingest's staging directory, hashed with
 //! blake3 as it is written, given its owner, mode, xattrs and mtime (so the object is
-//! the same inode an unpacked layer would link to), then linked under its id. Like
+//! the same inode an unpacked layer would link to), and named by its id there; once the
+//! whole layer checks out, the staged files are linked under their ids in the same
+//! index transaction that records the layer (see `ObjectStore::gc`). Like
 //! unpacked layer files (and containerd's), objects are not fsynced one by one: a crash
 //! can tear the newest ones, which `berth fsck` finds by re-hashing.
 
@@ -30,7 +32,8 @@ use xattr::FileExt;
 
 use super::entry::{Entry, EntryKind};
 use super::ingest::meta_key;
-use super::{io_err, ObjectError, ObjectStore};
+use super::staging::Staging;
+use super::{io_err, ObjectError};
 use crate::apply::meta::{read_meta, Meta};
 use crate::apply::path::{marker, Marker, RelPath};
 use crate::apply::stream::{check_diff_id, stream_layer};
@@ -40,7 +43,7 @@ const OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
 
 /// The layer's tree as it is built, keyed by joined path.
 struct Builder<'a> {
-    store: &'a ObjectStore,
+    staging: &'a Staging,
     tree: BTreeMap<Vec<u8>, Entry>,
     /// Paths this layer created, with their ancestors (whiteouts must spare them).
     touched: HashSet<Vec<u8>>,
@@ -61,7 +64,7 @@ fn read_err(e: io::Error) -> ObjectError {
 
 /// Streams one (compressed) layer into objects and returns its index and stats.
 pub(super) fn ingest_tar(
-    store: &ObjectStore,
+    staging: &Staging,
     reader: impl Read + Send,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Entry>, ApplyStats), ObjectError> {
@@ -69,7 +72,7 @@ pub(super) fn ingest_tar(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let mut b = Builder {
-        store,
+        staging,
         tree: BTreeMap::new(),
         touched: HashSet::new(),
         whiteouts: HashSet::new(),
@@ -262,11 +265,10 @@ impl Builder<'_> {
         path: &RelPath,
     ) -> Result<(), ObjectError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let tmp = self.store.dir().join(format!(
-            ".ingest-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self
+            .staging
+            .dir()
+            .join(format!(".tmp-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
         let result = self.fill(e, n, path, &tmp);
         let _ = fs::remove_file(&tmp);
         result
@@ -308,15 +310,7 @@ impl Builder<'_> {
         n.size = size;
         n.blocks = md.blocks() * 512;
         let id = format!("{}-{}", h.finalize().to_hex(), meta_key(n));
-        let obj = self.store.path(&id);
-        let fan = obj.parent().unwrap_or(self.store.dir());
-        fs::create_dir_all(fan).map_err(io_err("creating", fan))?;
-        match fs::hard_link(tmp, &obj) {
-            Ok(()) => {}
-            // Present already: the same content and metadata, stored once.
-            Err(x) if x.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(x) => return Err(io_err("publishing object", &obj)(x)),
-        }
+        self.staging.stage(tmp, &id)?;
         n.object = Some(id);
         Ok(())
     }
@@ -445,6 +439,7 @@ fn to_system_time((s, ns): (i64, i64)) -> SystemTime {
 mod tests {
     use super::*;
     use crate::apply::{apply_layer, WhiteoutMode};
+    use crate::objects::ObjectStore;
 
     fn add(t: &mut tar::Builder<Vec<u8>>, kind: EntryType, name: &str, link: &str, body: &[u8]) {
         let mut h = tar::Header::new_gnu();

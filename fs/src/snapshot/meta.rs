@@ -143,13 +143,15 @@ impl Store {
 
     /// A fresh temporary directory name under `snapshots/` with `prefix`.
     pub fn temp_dir(&self, prefix: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.root
             .join("snapshots")
-            .join(format!("{prefix}-{}-{nanos}", std::process::id()))
+            .join(format!("{prefix}-{}-{nanos}-{n}", std::process::id()))
     }
 
     fn db(&self) -> impl FnOnce(rusqlite::Error) -> SnapshotError + '_ {
@@ -314,80 +316,140 @@ impl Store {
 
     /// Forgets `key` (refusing if it has children) and deletes its directory.
     pub fn remove(&self, key: &str) -> Result<(), SnapshotError> {
-        let doomed = self.temp_dir("rm");
-        {
-            let mut conn = self.lock();
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(self.db())?;
-            let rec = record(
-                Self::find(&tx, key)
-                    .map_err(self.db())?
-                    .ok_or_else(|| SnapshotError::NotFound(key.into()))?,
-            )?;
-            let children: i64 = tx
-                .query_row(
-                    "SELECT count(*) FROM snapshots WHERE parent_id = ?1",
-                    [rec.id],
-                    |r| r.get(0),
-                )
-                .map_err(self.db())?;
-            let children = children.unsigned_abs();
-            if children > 0 {
-                return Err(SnapshotError::HasChildren {
-                    key: key.into(),
-                    children,
-                });
-            }
-            tx.execute("DELETE FROM snapshots WHERE id = ?1", [rec.id])
-                .map_err(self.db())?;
-            let dir = self.dir(rec.id);
-            if dir.exists() {
-                std::fs::rename(&dir, &doomed).map_err(io_err("renaming for removal", &dir))?;
-            }
-            if let Err(e) = tx.commit() {
-                let _ = std::fs::rename(&doomed, &dir);
-                return Err(self.db()(e));
-            }
-        }
-        if doomed.exists() {
+        if let Some(doomed) = self.remove_detached(key)? {
             std::fs::remove_dir_all(&doomed).map_err(io_err("removing", &doomed))?;
         }
         Ok(())
     }
 
-    /// Removes every entry of `snapshots/` that is not a recorded id's directory.
-    pub fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {
-        let conn = self.lock();
-        let ids: std::collections::HashSet<String> = {
-            let mut stmt = conn
-                .prepare("SELECT id FROM snapshots")
-                .map_err(self.db())?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, i64>(0))
-                .map_err(self.db())?;
-            rows.map(|r| r.map(|id| id.to_string()))
-                .collect::<Result<_, _>>()
+    /// Forgets `key` (refusing if it has children) and renames its directory out of
+    /// the way, in one transaction; returns that directory for the caller to delete
+    /// when it suits (a process that dies first leaves it to [`Store::cleanup`]).
+    pub fn remove_detached(&self, key: &str) -> Result<Option<PathBuf>, SnapshotError> {
+        let doomed = self.temp_dir("rm");
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(self.db())?;
+        let rec = record(
+            Self::find(&tx, key)
                 .map_err(self.db())?
-        };
-        let snaps = self.root.join("snapshots");
-        let mut removed = Vec::new();
-        for e in std::fs::read_dir(&snaps).map_err(io_err("listing", &snaps))? {
-            let e = e.map_err(io_err("listing", &snaps))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if ids.contains(&name) || in_flight(&name) {
-                continue;
+                .ok_or_else(|| SnapshotError::NotFound(key.into()))?,
+        )?;
+        let children: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM snapshots WHERE parent_id = ?1",
+                [rec.id],
+                |r| r.get(0),
+            )
+            .map_err(self.db())?;
+        let children = children.unsigned_abs();
+        if children > 0 {
+            return Err(SnapshotError::HasChildren {
+                key: key.into(),
+                children,
+            });
+        }
+        tx.execute("DELETE FROM snapshots WHERE id = ?1", [rec.id])
+            .map_err(self.db())?;
+        let dir = self.dir(rec.id);
+        let moved = dir.exists();
+        if moved {
+            std::fs::rename(&dir, &doomed).map_err(io_err("renaming for removal", &dir))?;
+        }
+        if let Err(e) = tx.commit() {
+            if moved {
+                let _ = std::fs::rename(&doomed, &dir);
             }
-            let p = e.path();
-            let removal = if p.is_dir() {
-                std::fs::remove_dir_all(&p)
+            return Err(self.db()(e));
+        }
+        Ok(moved.then_some(doomed))
+    }
+
+    /// Removes every entry of `snapshots/` that is not a recorded id's directory. The
+    /// listing and the renames out of the way happen inside a write transaction, so a
+    /// snapshot being created (renamed into place inside its own transaction) is never
+    /// taken for an orphan.
+    pub fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {
+        let snaps = self.root.join("snapshots");
+        let mut doomed = Vec::new();
+        {
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(self.db())?;
+            let ids: std::collections::HashSet<String> = {
+                let mut stmt = tx.prepare("SELECT id FROM snapshots").map_err(self.db())?;
+                let rows = stmt
+                    .query_map([], |r| r.get::<_, i64>(0))
+                    .map_err(self.db())?;
+                rows.map(|r| r.map(|id| id.to_string()))
+                    .collect::<Result<_, _>>()
+                    .map_err(self.db())?
+            };
+            for e in std::fs::read_dir(&snaps).map_err(io_err("listing", &snaps))? {
+                let e = e.map_err(io_err("listing", &snaps))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if ids.contains(&name) || in_flight(&name) {
+                    continue;
+                }
+                let p = e.path();
+                let away = self.temp_dir("rm");
+                std::fs::rename(&p, &away).map_err(io_err("renaming unreferenced", &p))?;
+                doomed.push((p, away));
+            }
+            tx.commit().map_err(self.db())?;
+        }
+        let mut removed = Vec::new();
+        for (p, away) in doomed {
+            let removal = if away.is_dir() {
+                std::fs::remove_dir_all(&away)
             } else {
-                std::fs::remove_file(&p)
+                std::fs::remove_file(&away)
             };
             removal.map_err(io_err("removing unreferenced", &p))?;
             removed.push(p);
         }
         Ok(removed)
+    }
+}
+
+impl Store {
+    /// What is wrong between the database and the directories: SQLite's own integrity
+    /// check, records without a directory (or without `required` inside it), and
+    /// directories no record names (orphans, other than builds and removals in flight).
+    pub fn check(&self, required: &[&str]) -> Result<Vec<String>, SnapshotError> {
+        let conn = self.lock();
+        let mut problems = crate::sqlite::integrity_problems(&conn)
+            .map_err(self.db())?
+            .into_iter()
+            .map(|p| format!("metadata.db: {p}"))
+            .collect::<Vec<_>>();
+        drop(conn);
+        let records = self.list()?;
+        let ids: std::collections::HashSet<String> =
+            records.iter().map(|r| r.id.to_string()).collect();
+        for r in &records {
+            let dir = self.dir(r.id);
+            if !dir.is_dir() {
+                problems.push(format!("snapshot {:?}: its directory {} is missing", r.info.key, dir.display()));
+                continue;
+            }
+            for part in required {
+                if !dir.join(part).exists() {
+                    problems.push(format!("snapshot {:?}: {} has no {part}", r.info.key, dir.display()));
+                }
+            }
+        }
+        let snaps = self.root.join("snapshots");
+        for e in std::fs::read_dir(&snaps).map_err(io_err("listing", &snaps))? {
+            let e = e.map_err(io_err("listing", &snaps))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !ids.contains(&name) && !in_flight(&name) {
+                problems.push(format!("{}: no snapshot record names it (orphan)", e.path().display()));
+            }
+        }
+        Ok(problems)
     }
 }
 

@@ -199,6 +199,10 @@ pub trait Snapshotter: Send + Sync {
     ) -> Result<(), SnapshotError>;
     /// Removes a snapshot that no other snapshot is based on.
     fn remove(&self, key: &str) -> Result<(), SnapshotError>;
+    /// Forgets a snapshot that no other snapshot is based on and moves its directory out
+    /// of the way at once; returns that directory, for the caller to delete later (gc
+    /// decides under a lock and deletes after letting go of it).
+    fn remove_detached(&self, key: &str) -> Result<Option<PathBuf>, SnapshotError>;
     /// What is known about `key`.
     fn stat(&self, key: &str) -> Result<Info, SnapshotError>;
     /// Replaces the labels of `key`.
@@ -229,6 +233,16 @@ pub trait Snapshotter: Send + Sync {
     fn independent_layers(&self) -> bool {
         self.kind() == SnapshotterKind::Overlay
     }
+    /// Whether committed layer directories hold only their own files, which can be
+    /// shared with the file-object store (hard links) and hashed while applied.
+    fn layers_as_objects(&self) -> bool {
+        self.kind() == SnapshotterKind::Overlay
+    }
+    /// Whether an active snapshot can stack on a foreign lower directory given by the
+    /// [`LOWER_LABEL`] label (a FUSE view), instead of on committed parents.
+    fn supports_lower_label(&self) -> bool {
+        self.kind() == SnapshotterKind::Overlay
+    }
     /// How `apply_layer` must treat whiteouts for this snapshotter.
     fn whiteout_mode(&self) -> WhiteoutMode {
         match self.kind() {
@@ -238,6 +252,8 @@ pub trait Snapshotter: Send + Sync {
     }
     /// Removes directories the metadata does not reference (left by interrupted calls).
     fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError>;
+    /// What is wrong between the metadata and the directories (empty: sound).
+    fn check(&self) -> Result<Vec<String>, SnapshotError>;
 }
 
 /// Opens the snapshotter of `kind` rooted at `root`.

@@ -124,6 +124,10 @@ impl Snapshotter for NativeSnapshotter {
         self.store.remove(key)
     }
 
+    fn remove_detached(&self, key: &str) -> Result<Option<PathBuf>, SnapshotError> {
+        self.store.remove_detached(key)
+    }
+
     fn stat(&self, key: &str) -> Result<Info, SnapshotError> {
         Ok(self.store.get(key)?.info)
     }
@@ -157,5 +161,9 @@ impl Snapshotter for NativeSnapshotter {
 
     fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {
         self.store.cleanup()
+    }
+
+    fn check(&self) -> Result<Vec<String>, SnapshotError> {
+        self.store.check(&["fs"])
     }
 }

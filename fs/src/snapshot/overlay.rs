@@ -148,6 +148,10 @@ impl Snapshotter for OverlaySnapshotter {
         self.store.remove(key)
     }
 
+    fn remove_detached(&self, key: &str) -> Result<Option<PathBuf>, SnapshotError> {
+        self.store.remove_detached(key)
+    }
+
     fn stat(&self, key: &str) -> Result<Info, SnapshotError> {
         Ok(self.store.get(key)?.info)
     }
@@ -178,6 +182,10 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn cleanup(&self) -> Result<Vec<PathBuf>, SnapshotError> {
         self.store.cleanup()
+    }
+
+    fn check(&self) -> Result<Vec<String>, SnapshotError> {
+        self.store.check(&["fs"])
     }
 }
 

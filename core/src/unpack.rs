@@ -1,0 +1,296 @@
+//! Unpacking an image's layers into a snapshotter, each committed under its chainID so
+//! a layer shared by two images is unpacked once. Every layer the unpack relies on or
+//! makes is on the caller's lease until the caller references the result.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+
+use berth_cas::image::Resolved;
+use berth_cas::lease::Lease;
+use berth_fs::snapshot::{self, SnapshotError, Snapshotter};
+use berth_fs::{apply_layer, ApplyOptions};
+
+use crate::error::{Error, Result};
+use crate::root::Root;
+
+/// Where a layer's unpacking stands, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerState {
+    /// Being decompressed and applied.
+    Unpacking,
+    /// A committed snapshot (now or already before).
+    Done,
+}
+
+/// One unpack: into which snapshotter, under which lease.
+pub(crate) struct Unpack<'a> {
+    pub root: &'a Root,
+    pub snap_name: &'a str,
+    pub snap: &'a dyn Snapshotter,
+    pub lease: &'a Lease,
+}
+
+impl Unpack<'_> {
+    /// Makes sure every layer of `image` is a committed snapshot; returns the top
+    /// chainID (None for an image without layers).
+    pub fn all(&self, image: &Resolved) -> Result<Option<String>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for i in 0..image.manifest.layers().len() {
+            let _ = tx.send(i);
+        }
+        drop(tx);
+        self.streaming(image, rx, &|_, _| {})
+    }
+
+    /// Unpacks `image` while its layer blobs arrive: `ready` yields indexes (into the
+    /// manifest's layers) of blobs that are now stored, in any order, and closes when no
+    /// more will come. With independent layers (overlay) each layer is applied as soon
+    /// as its blob is there; otherwise layers are applied base first as the order allows.
+    pub fn streaming(
+        &self,
+        image: &Resolved,
+        ready: Receiver<usize>,
+        state: &(dyn Fn(usize, LayerState) + Sync),
+    ) -> Result<Option<String>> {
+        let chain = image.chain_ids();
+        check_layers(image)?;
+        // Leased before looking: a layer seen committed now stays until we are done.
+        let missing: Vec<usize> = self.root.lease_layers(self.lease, &chain, || {
+            Ok((0..chain.len())
+                .filter(|&i| !is_committed(self.snap, &chain[i]))
+                .collect())
+        })?;
+        for i in (0..chain.len()).filter(|i| !missing.contains(i)) {
+            state(i, LayerState::Done);
+        }
+        if missing.is_empty() {
+            return Ok(chain.last().cloned());
+        }
+        let job = |i: usize, key: &str| -> Result<()> {
+            state(i, LayerState::Unpacking);
+            self.apply_one(image, i, key)
+        };
+        if self.snap.independent_layers() {
+            self.parallel(&chain, &missing, ready, &job)?;
+        } else {
+            self.in_order(&chain, &missing, ready, &job)?;
+        }
+        for &i in &missing {
+            state(i, LayerState::Done);
+        }
+        Ok(chain.last().cloned())
+    }
+
+    /// A fresh active snapshot for applying a layer, on the lease.
+    fn prepare_extract(&self, chain_id: &str, parent: Option<&str>) -> Result<String> {
+        let key = extract_key(chain_id);
+        self.root
+            .lease_snapshot(self.lease, self.snap_name, &key, || {
+                Ok(self.snap.prepare(&key, parent).map(drop)?)
+            })?;
+        Ok(key)
+    }
+
+    /// Decompresses and applies layer `i` into the prepared snapshot `key`.
+    fn apply_one(&self, image: &Resolved, i: usize, key: &str) -> Result<()> {
+        let layer = &image.manifest.layers()[i];
+        let wrap = |e: Error| Error::Layer {
+            digest: layer.digest().to_string(),
+            source: Box::new(e),
+        };
+        let blob = self.root.store().open_blob(layer.digest())?;
+        let dir = self.snap.fs_dir(key)?;
+        let objects = self.snap.layers_as_objects();
+        let opts = ApplyOptions {
+            whiteouts: self.snap.whiteout_mode(),
+            max_size: self.root.max_layer_size,
+            expected_diff_id: Some(image.diff_ids()[i].clone()),
+            hash_files: objects,
+        };
+        let started = std::time::Instant::now();
+        let stats = apply_layer(std::io::BufReader::with_capacity(1 << 20, blob), &dir, &opts)
+            .map_err(|e| wrap(Error::Apply(e)))?;
+        let applied = started.elapsed();
+        if objects {
+            self.root
+                .objects()?
+                .ingest_layer(&image.chain_ids()[i], &dir, true, &stats.file_hashes)
+                .map_err(|e| wrap(e.into()))?;
+        }
+        crate::faults::point("unpack-layer-applied");
+        tracing::debug!(
+            layer = %layer.digest(),
+            bytes = stats.size,
+            entries = stats.entries,
+            apply_ms = applied.as_millis() as u64,
+            objects_ms = (started.elapsed() - applied).as_millis() as u64,
+            "layer unpacked"
+        );
+        Ok(())
+    }
+
+    /// Layers that need their parent applied first: apply base first as blobs arrive.
+    fn in_order(
+        &self,
+        chain: &[String],
+        missing: &[usize],
+        ready: Receiver<usize>,
+        job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let mut arrived = vec![false; chain.len()];
+        let mut next = 0;
+        while next < missing.len() {
+            let i = missing[next];
+            if !arrived[i] {
+                match ready.recv() {
+                    Ok(r) => {
+                        if let Some(a) = arrived.get_mut(r) {
+                            *a = true;
+                        }
+                    }
+                    Err(_) => return Err(never_arrived(i)),
+                }
+                continue;
+            }
+            let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+            let key = self.prepare_extract(&chain[i], parent)?;
+            self.finish(&key, &chain[i], None, job(i, &key))?;
+            next += 1;
+        }
+        Ok(())
+    }
+
+    /// Overlay layers do not depend on each other's contents: apply each on any free
+    /// core as soon as its blob is there, then chain them base first.
+    fn parallel(
+        &self,
+        chain: &[String],
+        missing: &[usize],
+        ready: Receiver<usize>,
+        job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(missing.len());
+        let ready = Mutex::new(ready);
+        let failed = AtomicBool::new(false);
+        let done: Mutex<Vec<(usize, Option<String>, Result<()>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let next = ready.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(i) = next else { break };
+                    let taken = done
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .any(|(j, _, _)| *j == i);
+                    if !missing.contains(&i) || taken || failed.load(Ordering::Relaxed) {
+                        continue; // keep draining so senders never block
+                    }
+                    let (key, result) = match self.prepare_extract(&chain[i], None) {
+                        Ok(key) => {
+                            let r = job(i, &key);
+                            (Some(key), r)
+                        }
+                        Err(e) => (None, Err(e)),
+                    };
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    done.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((i, key, result));
+                });
+            }
+        });
+        let mut results = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        results.sort_by_key(|(i, _, _)| *i);
+        // A layer that failed explains itself below; one that never came (its download
+        // failed) leaves nothing to commit.
+        let failed_layer = results.iter().any(|(_, _, r)| r.is_err());
+        let mut first_error = missing
+            .iter()
+            .find(|i| !failed_layer && !results.iter().any(|(j, _, _)| j == *i))
+            .map(|&i| never_arrived(i));
+        for (i, key, result) in results {
+            let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+            let Some(key) = key else {
+                first_error.get_or_insert(result.err().unwrap_or_else(|| never_arrived(i)));
+                continue;
+            };
+            if first_error.is_some() {
+                let _ = self.snap.remove(&key);
+                continue;
+            }
+            if let Err(e) = self.finish(&key, &chain[i], Some(parent), result) {
+                first_error = Some(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Commits an applied extraction under its chainID, or cleans it up. Losing a race
+    /// to another process unpacking the same layer is success.
+    fn finish(
+        &self,
+        key: &str,
+        chain_id: &str,
+        parent: Option<Option<&str>>,
+        applied: Result<()>,
+    ) -> Result<()> {
+        if let Err(e) = applied {
+            let _ = self.snap.remove(key);
+            return Err(e);
+        }
+        let committed = match parent {
+            Some(p) => self.snap.commit_with_parent(chain_id, key, p),
+            None => self.snap.commit(chain_id, key),
+        };
+        match committed {
+            Ok(()) => Ok(()),
+            Err(SnapshotError::AlreadyExists(_)) => {
+                let _ = self.snap.remove(key);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.snap.remove(key);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+fn never_arrived(i: usize) -> Error {
+    Error::Unsupported(format!("layer {} of the image never arrived", i + 1))
+}
+
+/// An image whose manifest and config disagree on the number of layers is refused.
+pub(crate) fn check_layers(image: &Resolved) -> Result<()> {
+    let (layers, diff_ids) = (image.manifest.layers().len(), image.diff_ids().len());
+    if layers != diff_ids {
+        return Err(Error::BadImage {
+            image: image.manifest_desc.digest().to_string(),
+            reason: format!("it has {layers} layers but its config lists {diff_ids} diff_ids"),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn is_committed(snap: &dyn Snapshotter, key: &str) -> bool {
+    matches!(snap.stat(key), Ok(info) if info.kind == snapshot::Kind::Committed)
+}
+
+fn extract_key(chain_id: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let short = chain_id
+        .trim_start_matches("sha256:")
+        .get(..16)
+        .unwrap_or(chain_id);
+    format!(
+        "extract-{}-{}-{short}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
