@@ -8,7 +8,7 @@ packages=(
   docker-registry skopeo umoci containerd
   fuse3 libfuse3-dev iproute2 e2fsprogs
   apache2-utils python3 zstd
-  openssl debootstrap time
+  openssl debootstrap time man-db curl
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -48,7 +48,8 @@ pub struct ContainerRecord {
     pub network: String,
 }
 
-const COLUMNS: &str = "id, namespace, name, image, manifest, snapshotter, snapshot, checkout, runtime, \
+const COLUMNS: &str =
+    "id, namespace, name, image, manifest, snapshotter, snapshot, checkout, runtime, \
                        command, auto_remove, stop_signal, created, finished, exit_code, network";
 
 impl Meta {
@@ -128,9 +129,11 @@ pub fn set_container_exit(
 /// Forgets a container; false when there was none.
 pub fn delete_container(tx: &Transaction<'_>, id: &str) -> Result<bool> {
     let namespace: Option<String> = tx
-        .query_row("SELECT namespace FROM containers WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT namespace FROM containers WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(namespace) = namespace else {
         return Ok(false);
@@ -205,11 +208,15 @@ mod tests {
             "names are unique"
         );
         assert_eq!(m.container("default", "aa").expect("get"), Some(a.clone()));
-        assert_eq!(m.container_named("default", "web").expect("named"), Some(a.clone()));
+        assert_eq!(
+            m.container_named("default", "web").expect("named"),
+            Some(a.clone())
+        );
         assert!(m.container("k8s.io", "aa").expect("get").is_none());
         let mut other = record("cc", Some("web"));
         other.namespace = "k8s.io".into();
-        m.write(|tx| insert_container(tx, &other)).expect("same name, other namespace");
+        m.write(|tx| insert_container(tx, &other))
+            .expect("same name, other namespace");
         m.write(|tx| set_container_exit(tx, "aa", Some(3), 9))
             .expect("exit");
         let got = m.container("default", "aa").expect("get").expect("present");

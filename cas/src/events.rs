@@ -128,9 +128,14 @@ mod tests {
             ["/containers/create", "/containers/exit"]
         );
         assert_eq!(mine[1].attrs["exit_code"], "3");
-        let after = m.events_after(mine[0].seq, Some("default"), 100).expect("after");
+        let after = m
+            .events_after(mine[0].seq, Some("default"), 100)
+            .expect("after");
         assert_eq!(after.len(), 1);
-        assert_eq!(m.event_seq_at(i64::MAX).expect("seq"), m.last_event_seq().expect("last"));
+        assert_eq!(
+            m.event_seq_at(i64::MAX).expect("seq"),
+            m.last_event_seq().expect("last")
+        );
         assert_eq!(m.event_seq_at(0).expect("seq"), 0);
     }
 }

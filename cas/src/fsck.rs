@@ -63,8 +63,12 @@ pub fn fsck(store: &Store, repair: bool) -> Result<(FsckReport, BTreeSet<String>
     for row in store.meta().blobs()? {
         if !present.contains(&row.digest) && !report.corrupt.contains(&row.digest) {
             if repair {
-                store.meta().write(|tx| crate::meta::delete_blob(tx, &row.digest))?;
-                report.repaired.push(format!("{}: forgot the record of a lost blob", row.digest));
+                store
+                    .meta()
+                    .write(|tx| crate::meta::delete_blob(tx, &row.digest))?;
+                report
+                    .repaired
+                    .push(format!("{}: forgot the record of a lost blob", row.digest));
             } else {
                 report.problems.push(Problem {
                     subject: row.digest,
@@ -78,11 +82,7 @@ pub fn fsck(store: &Store, repair: bool) -> Result<(FsckReport, BTreeSet<String>
     Ok((report, present))
 }
 
-fn rehash_blobs(
-    store: &Store,
-    report: &mut FsckReport,
-    repair: bool,
-) -> Result<BTreeSet<String>> {
+fn rehash_blobs(store: &Store, report: &mut FsckReport, repair: bool) -> Result<BTreeSet<String>> {
     let dir = store.root().join("blobs/sha256");
     let mut present = BTreeSet::new();
     for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
@@ -105,7 +105,9 @@ fn rehash_blobs(
         } else {
             if repair {
                 quarantine(store, &entry.path(), &name)?;
-                report.repaired.push(format!("{name}: corrupt, moved to quarantine/"));
+                report
+                    .repaired
+                    .push(format!("{name}: corrupt, moved to quarantine/"));
             } else {
                 report.corrupt.push(name);
             }

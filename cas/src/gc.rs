@@ -91,7 +91,12 @@ impl Marked {
             return;
         };
         match image::descriptor(&record.media_type, digest, record.size) {
-            Ok(desc) if matches!(media::kind(&record.media_type), Kind::Index | Kind::Manifest) => {
+            Ok(desc)
+                if matches!(
+                    media::kind(&record.media_type),
+                    Kind::Index | Kind::Manifest
+                ) =>
+            {
                 self.mark(store, &desc, subject)
             }
             _ => {
@@ -122,9 +127,7 @@ impl Marked {
             image::parse_config(&raw, &format!("config {}", manifest.config().digest()))
         });
         match config {
-            Ok(c) => self
-                .chain_ids
-                .extend(chain_ids(c.rootfs().diff_ids())),
+            Ok(c) => self.chain_ids.extend(chain_ids(c.rootfs().diff_ids())),
             Err(_) => self.incomplete = true,
         }
     }
@@ -253,14 +256,22 @@ mod tests {
         assert_eq!(marked.chain_ids.len(), 2);
         assert!(!marked.incomplete);
         assert_eq!(
-            marked.missing.iter().map(|m| m.digest.clone()).collect::<Vec<_>>(),
+            marked
+                .missing
+                .iter()
+                .map(|m| m.digest.clone())
+                .collect::<Vec<_>>(),
             vec![layers[0].digest().to_string()]
         );
         let swept = sweep_blobs(&store, &marked).expect("sweep");
         assert_eq!(swept.blobs_removed, 1);
         assert!(!store.has_blob(stray.digest()));
         assert!(store.has_blob(layers[1].digest()));
-        assert!(store.meta().blob(layers[0].digest().as_ref()).expect("q").is_none());
+        assert!(store
+            .meta()
+            .blob(layers[0].digest().as_ref())
+            .expect("q")
+            .is_none());
     }
 
     #[test]
@@ -272,6 +283,8 @@ mod tests {
         let mut marked = Marked::default();
         marked.mark_digest(&store, m.digest().as_ref(), "lease x");
         assert!(marked.incomplete, "chainIDs unknown: keep every snapshot");
-        assert!(layers.iter().all(|l| marked.blobs.contains(&l.digest().to_string())));
+        assert!(layers
+            .iter()
+            .all(|l| marked.blobs.contains(&l.digest().to_string())));
     }
 }

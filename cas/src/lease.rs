@@ -167,7 +167,8 @@ impl Store {
         under: impl FnOnce() -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         let _gate = self.gate().shared()?;
-        self.meta().write(|tx| lease_add(tx, lease, kind, resource))?;
+        self.meta()
+            .write(|tx| lease_add(tx, lease, kind, resource))?;
         under()
     }
 
@@ -284,18 +285,18 @@ impl Meta {
 
     /// Every lease, with its resources.
     pub fn leases(&self) -> Result<Vec<LeaseRecord>> {
-        let mut st = self
-            .conn()
-            .prepare("SELECT id, created, expires, held, labels FROM leases ORDER BY created, id")?;
+        let mut st = self.conn().prepare(
+            "SELECT id, created, expires, held, labels FROM leases ORDER BY created, id",
+        )?;
         let rows = st.query_map([], lease_row)?;
         let leases = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         leases.into_iter().map(|l| self.with_resources(l)).collect()
     }
 
     fn with_resources(&self, mut l: LeaseRecord) -> Result<LeaseRecord> {
-        let mut st = self
-            .conn()
-            .prepare("SELECT kind, resource FROM lease_resources WHERE lease = ?1 ORDER BY kind, resource")?;
+        let mut st = self.conn().prepare(
+            "SELECT kind, resource FROM lease_resources WHERE lease = ?1 ORDER BY kind, resource",
+        )?;
         let rows = st.query_map([&l.id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
         for row in rows {
             let (kind, resource) = row?;
@@ -351,7 +352,11 @@ pub fn lease_add(
          SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM leases WHERE id = ?1)",
         params![lease, kind.as_str(), resource],
     )?;
-    let exists: bool = tx.query_row("SELECT EXISTS (SELECT 1 FROM leases WHERE id = ?1)", [lease], |r| r.get(0))?;
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM leases WHERE id = ?1)",
+        [lease],
+        |r| r.get(0),
+    )?;
     if n == 0 && !exists {
         return Err(Error::LeaseNotFound(lease.to_string()));
     }
@@ -374,7 +379,9 @@ mod tests {
         let live = store
             .lease_for(Duration::from_secs(3600), Labels::new())
             .expect("lease");
-        let dead = store.lease_for(Duration::ZERO, Labels::new()).expect("lease");
+        let dead = store
+            .lease_for(Duration::ZERO, Labels::new())
+            .expect("lease");
         store
             .meta()
             .write(|tx| {
@@ -402,12 +409,17 @@ mod tests {
         assert!(store.expire_leases().expect("expire").is_empty(), "held");
         let joined = store.join_lease(&id).expect("join");
         drop(lease);
-        assert!(store.expire_leases().expect("expire").is_empty(), "still held by the joiner");
+        assert!(
+            store.expire_leases().expect("expire").is_empty(),
+            "still held by the joiner"
+        );
         drop(joined); // as a SIGKILL would
         assert_eq!(store.expire_leases().expect("expire"), vec![id.clone()]);
         assert!(!dir.path().join("leases").join(&id).exists());
         assert!(matches!(
-            store.meta().write(|tx| lease_add(tx, &id, ResourceKind::Blob, "x")),
+            store
+                .meta()
+                .write(|tx| lease_add(tx, &id, ResourceKind::Blob, "x")),
             Err(Error::LeaseNotFound(_))
         ));
     }

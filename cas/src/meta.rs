@@ -587,8 +587,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("meta.db");
         let mut m = Meta::open(&path).expect("open");
-        m.write(|tx| put_image(tx, "default", "docker.io/library/a:latest", "sha256:x", "m", 1))
-            .expect("put");
+        m.write(|tx| {
+            put_image(
+                tx,
+                "default",
+                "docker.io/library/a:latest",
+                "sha256:x",
+                "m",
+                1,
+            )
+        })
+        .expect("put");
         drop(m);
         let m = Meta::open(&path).expect("reopen");
         assert_eq!(m.images("default").expect("list").len(), 1);
@@ -628,8 +637,17 @@ mod tests {
         assert_eq!(m.containers("default").expect("containers")[0].id, "c1");
         assert_eq!(m.namespaces().expect("ns"), vec!["default".to_string()]);
         // Names are unique per namespace, not across them.
-        m.write(|tx| put_image(tx, "k8s.io", "docker.io/library/a:latest", "sha256:y", "m", 1))
-            .expect("same name elsewhere");
+        m.write(|tx| {
+            put_image(
+                tx,
+                "k8s.io",
+                "docker.io/library/a:latest",
+                "sha256:y",
+                "m",
+                1,
+            )
+        })
+        .expect("same name elsewhere");
         assert_eq!(m.all_images().expect("all").len(), 2);
         assert!(m.integrity_problems().expect("check").is_empty());
     }

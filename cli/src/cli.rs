@@ -166,9 +166,7 @@ pub enum Command {
     )]
     Namespaces(NamespacesArgs),
     /// Write berth's man pages (berth.1 and one per verb) into DIR.
-    #[command(
-        after_help = "Example:\n  berth manpages /usr/local/share/man/man1 && man berth"
-    )]
+    #[command(after_help = "Example:\n  berth manpages /usr/local/share/man/man1 && man berth")]
     Manpages {
         /// The directory (created if missing).
         dir: PathBuf,

@@ -120,7 +120,14 @@ impl PullObserver for Pull {
     fn stored(&self, layer: &Descriptor, downloaded: bool) {
         let d = layer.digest().to_string();
         self.bytes(&d, layer.size());
-        self.set(&d, if downloaded { State::Downloaded } else { State::Present });
+        self.set(
+            &d,
+            if downloaded {
+                State::Downloaded
+            } else {
+                State::Present
+            },
+        );
     }
     fn unpacking(&self, layer: &Descriptor) {
         self.set(layer.digest().as_ref(), State::Unpacking);

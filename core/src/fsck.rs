@@ -95,7 +95,10 @@ impl Root {
             r.problem("content", p.subject, p.detail);
         }
         let live = self.mark()?;
-        r.unreferenced_blobs = present.iter().filter(|d| !live.content.blobs.contains(*d)).count();
+        r.unreferenced_blobs = present
+            .iter()
+            .filter(|d| !live.content.blobs.contains(*d))
+            .count();
         Ok(())
     }
 
@@ -117,7 +120,10 @@ impl Root {
         for (name, snap) in self.existing_snapshotters()? {
             if repair {
                 for p in snap.cleanup()? {
-                    r.repaired.push(format!("{}: removed an orphaned snapshot directory", p.display()));
+                    r.repaired.push(format!(
+                        "{}: removed an orphaned snapshot directory",
+                        p.display()
+                    ));
                 }
             }
             r.snapshots_checked += snap.list()?.len();
@@ -143,14 +149,22 @@ impl Root {
         for c in records {
             if !self.snapshot_exists(&c.snapshotter, &c.snapshot)? {
                 if repair && !berth_mount::is_mount_point(Path::new(&c.dir)) {
-                    self.store().meta().write(|tx| meta::delete_checkout(tx, &c.dir))?;
-                    r.repaired.push(format!("checkout {}: forgot it (its snapshot is gone)", c.dir));
+                    self.store()
+                        .meta()
+                        .write(|tx| meta::delete_checkout(tx, &c.dir))?;
+                    r.repaired.push(format!(
+                        "checkout {}: forgot it (its snapshot is gone)",
+                        c.dir
+                    ));
                     continue;
                 }
                 r.problem(
                     "checkouts",
                     &c.dir,
-                    format!("its snapshot {}/{} does not exist", c.snapshotter, c.snapshot),
+                    format!(
+                        "its snapshot {}/{} does not exist",
+                        c.snapshotter, c.snapshot
+                    ),
                 );
             }
         }
@@ -174,14 +188,20 @@ impl Root {
                     self.store()
                         .meta()
                         .write(|tx| berth_cas::containers::delete_container(tx, &c.id))?;
-                    r.repaired.push(format!("container {subject}: forgot it (its snapshot is gone)"));
+                    r.repaired.push(format!(
+                        "container {subject}: forgot it (its snapshot is gone)"
+                    ));
                     continue;
                 }
                 r.problem("containers", &subject, "its snapshot does not exist");
             }
             if let Some(dir) = &c.checkout {
                 if !checkouts.iter().any(|k| &k.dir == dir) {
-                    r.problem("containers", &subject, format!("its checkout {dir} is not recorded"));
+                    r.problem(
+                        "containers",
+                        &subject,
+                        format!("its checkout {dir} is not recorded"),
+                    );
                 }
             }
         }
@@ -197,7 +217,8 @@ impl Root {
             }
             if repair {
                 self.store().release_id(&l.id)?;
-                r.repaired.push(format!("lease {}: ended (its holder is gone)", l.id));
+                r.repaired
+                    .push(format!("lease {}: ended (its holder is gone)", l.id));
             } else {
                 r.lapsed_leases += 1;
             }

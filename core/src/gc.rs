@@ -121,7 +121,8 @@ impl Root {
         for d in doomed {
             std::fs::remove_dir_all(&d).map_err(Error::io(format!("removing {}", d.display())))?;
         }
-        report.orphan_dirs_removed += berth_fs::snapshot::remove_stale_probes(&self.layout().snapshots())?.len();
+        report.orphan_dirs_removed +=
+            berth_fs::snapshot::remove_stale_probes(&self.layout().snapshots())?.len();
         for (_, snap) in self.existing_snapshotters()? {
             report.orphan_dirs_removed += snap.cleanup()?.len();
         }
@@ -175,10 +176,14 @@ impl Root {
         }
         for c in checkouts {
             if !c.manifest.is_empty() {
-                live.content.mark_digest(store, &c.manifest, &format!("checkout {}", c.dir));
+                live.content
+                    .mark_digest(store, &c.manifest, &format!("checkout {}", c.dir));
             }
             live.keep_snapshot(&c.snapshotter, &c.snapshot);
-            if let Ok(info) = self.snapshotter(&c.snapshotter).and_then(|s| Ok(s.stat(&c.snapshot)?)) {
+            if let Ok(info) = self
+                .snapshotter(&c.snapshotter)
+                .and_then(|s| Ok(s.stat(&c.snapshot)?))
+            {
                 live.layers.extend(views::fuse_layers(&info.labels));
             }
         }
@@ -207,7 +212,10 @@ impl Live {
 
 /// Removes every snapshot not in `keep` and not an ancestor of one that is, leaves
 /// first; returns each removed key and the directory left to delete.
-fn sweep(snap: &dyn Snapshotter, keep: &BTreeSet<String>) -> Result<Vec<(String, Option<PathBuf>)>> {
+fn sweep(
+    snap: &dyn Snapshotter,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<(String, Option<PathBuf>)>> {
     let infos = snap.list()?;
     let parent: HashMap<String, Option<String>> = infos
         .iter()

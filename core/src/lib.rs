@@ -49,4 +49,6 @@ pub use berth_cas::{Platform, Reference};
 
 /// The crates the core stands on, for faces that need their plain types (run options,
 /// network links, diff entries) without depending on each one.
-pub use {berth_cas as cas, berth_exec as exec, berth_fs as fs, berth_mount as mount, berth_net as net};
+pub use {
+    berth_cas as cas, berth_exec as exec, berth_fs as fs, berth_mount as mount, berth_net as net,
+};

@@ -102,7 +102,8 @@ impl Root {
     /// The snapshotter registered as `name`.
     pub fn snapshotter(&self, name: &str) -> Result<Arc<dyn Snapshotter>> {
         let name = self.snapshotters.canonical(name)?;
-        self.snapshotters.get(&name, &self.layout.snapshotter(&name))
+        self.snapshotters
+            .get(&name, &self.layout.snapshotter(&name))
     }
 
     /// The name of the snapshotter new filesystems go into: the one asked for, else the
@@ -201,7 +202,13 @@ impl Root {
     }
 
     /// Records an event in the journal (logged, not failed, if the journal is busy).
-    pub(crate) fn event(&self, namespace: &str, topic: &str, subject: &str, attrs: &[(&str, String)]) {
+    pub(crate) fn event(
+        &self,
+        namespace: &str,
+        topic: &str,
+        subject: &str,
+        attrs: &[(&str, String)],
+    ) {
         let attrs = attrs
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))

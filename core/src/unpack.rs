@@ -109,8 +109,12 @@ impl Unpack<'_> {
             hash_files: objects,
         };
         let started = std::time::Instant::now();
-        let stats = apply_layer(std::io::BufReader::with_capacity(1 << 20, blob), &dir, &opts)
-            .map_err(|e| wrap(Error::Apply(e)))?;
+        let stats = apply_layer(
+            std::io::BufReader::with_capacity(1 << 20, blob),
+            &dir,
+            &opts,
+        )
+        .map_err(|e| wrap(Error::Apply(e)))?;
         let applied = started.elapsed();
         if objects {
             self.root
@@ -175,7 +179,7 @@ impl Unpack<'_> {
             .min(missing.len());
         let ready = Mutex::new(ready);
         let failed = AtomicBool::new(false);
-        let done: Mutex<Vec<(usize, Option<String>, Result<()>)>> = Mutex::new(Vec::new());
+        let done: Mutex<Vec<Applied>> = Mutex::new(Vec::new());
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| loop {
@@ -261,6 +265,9 @@ impl Unpack<'_> {
         }
     }
 }
+
+/// A layer's index, the extraction snapshot it went into (if one was made), and how it went.
+type Applied = (usize, Option<String>, Result<()>);
 
 fn never_arrived(i: usize) -> Error {
     Error::Unsupported(format!("layer {} of the image never arrived", i + 1))

@@ -65,7 +65,8 @@ impl Ns<'_> {
         crate::checkouts::check_empty(&dir)?;
         let lease = root.lease("view", &dir.display().to_string())?;
         let (img, resolved) = self.images().resolve(reference, &Platform::host())?;
-        root.store().claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
+        root.store()
+            .claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
         let (_, snap) = overlay(root)?;
         let layers = index_image(root, snap.as_ref(), &resolved, &lease)?;
         let passthrough = start_server(root, &dir, &layers, Some(&lease))?;
@@ -104,7 +105,8 @@ impl Root {
             indexes.push(entries);
         }
         let fs = ViewFs::new(View::build(indexes), objects.dir().to_path_buf(), ready);
-        berth_fs::fuse::serve(fs, dir, true).map_err(Error::io(format!("serving {}", dir.display())))?;
+        berth_fs::fuse::serve(fs, dir, true)
+            .map_err(Error::io(format!("serving {}", dir.display())))?;
         if let Some(lease) = held {
             self.release(lease);
         }
@@ -168,8 +170,9 @@ pub(crate) fn index_image(
         workers
             .into_iter()
             .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(Error::Unsupported("an indexing thread panicked".into())))
+                w.join().unwrap_or_else(|_| {
+                    Err(Error::Unsupported("an indexing thread panicked".into()))
+                })
             })
             .collect()
     });
@@ -251,9 +254,7 @@ pub(crate) fn start_server(
         .stdout(Stdio::piped())
         .stderr(log)
         .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(Error::io("starting the FUSE server"))?;
+    let mut child = cmd.spawn().map_err(Error::io("starting the FUSE server"))?;
     let stdout = child.stdout.take();
     let mut line = String::new();
     if let Some(out) = stdout {
@@ -279,7 +280,10 @@ pub(crate) fn start_server(
 
 /// What a FUSE server prints once mounted: `ready passthrough` or `ready cached`.
 pub fn ready_line(passthrough: bool) -> String {
-    format!("ready {}", if passthrough { "passthrough" } else { "cached" })
+    format!(
+        "ready {}",
+        if passthrough { "passthrough" } else { "cached" }
+    )
 }
 
 /// Writes the ready line to stdout (what [`start_server`] waits for).
@@ -310,7 +314,9 @@ pub(crate) fn prepare_checkout_snapshot(
     let lower = root.layout().fuse_lower(key);
     labels.insert(LAYERS_LABEL.into(), chain.join(","));
     labels.insert(LOWER_LABEL.into(), lower.display().to_string());
-    root.lease_snapshot(lease, snap_name, key, || Ok(snap.prepare(key, None).map(drop)?))?;
+    root.lease_snapshot(lease, snap_name, key, || {
+        Ok(snap.prepare(key, None).map(drop)?)
+    })?;
     let mounts = snap
         .update_labels(key, labels)
         .map_err(Error::from)
@@ -324,7 +330,11 @@ pub(crate) fn prepare_checkout_snapshot(
 
 /// The mounts of checkout snapshot `key`; for a FUSE-backed one, starts its FUSE server
 /// first unless it is running (after `berth umount` or a reboot).
-pub(crate) fn checkout_mounts(root: &Root, snap: &dyn Snapshotter, key: &str) -> Result<Vec<Mount>> {
+pub(crate) fn checkout_mounts(
+    root: &Root,
+    snap: &dyn Snapshotter,
+    key: &str,
+) -> Result<Vec<Mount>> {
     let info = snap.stat(key)?;
     if let (Some(layers), Some(lower)) =
         (info.labels.get(LAYERS_LABEL), info.labels.get(LOWER_LABEL))
@@ -353,7 +363,12 @@ pub(crate) fn is_fuse_backed(snap: &dyn Snapshotter, key: &str) -> Result<bool> 
 pub(crate) fn fuse_layers(labels: &BTreeMap<String, String>) -> Vec<String> {
     labels
         .get(LAYERS_LABEL)
-        .map(|l| l.split(',').filter(|x| !x.is_empty()).map(String::from).collect())
+        .map(|l| {
+            l.split(',')
+                .filter(|x| !x.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -64,6 +64,11 @@ pub fn umoci_rootfs(layout: &Path, tag: &str, dest: &Path) -> std::path::PathBuf
 
 /// An OCI layout with `n` uncompressed layers, layer i adding `/layers/file-i`.
 pub fn many_layers(layout: &Path, name: &str, n: usize) {
+    many_layers_for(layout, name, n, crate::support::host_arch());
+}
+
+/// [`many_layers`] for the architecture `arch`.
+pub fn many_layers_for(layout: &Path, name: &str, n: usize, arch: &str) {
     use sha2::{Digest, Sha256};
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
@@ -88,7 +93,7 @@ pub fn many_layers(layout: &Path, name: &str, n: usize) {
         diff_ids.push(d.clone());
         layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": size}));
     }
-    let config = serde_json::json!({"architecture": crate::support::host_arch(), "os": "linux",
+    let config = serde_json::json!({"architecture": arch, "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids}});
     let (cd, cn) = put(config.to_string().as_bytes());
     let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",

@@ -7,6 +7,7 @@
 mod support;
 
 mod containers;
+mod core_lifecycle;
 mod fs_checkout;
 mod fs_crash;
 mod fs_fixtures;

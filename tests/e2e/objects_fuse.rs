@@ -40,7 +40,7 @@ impl Drop for FuseMount<'_> {
     }
 }
 
-fn is_mounted(dir: &Path) -> bool {
+pub fn is_mounted(dir: &Path) -> bool {
     let Ok(canon) = dir.canonicalize() else {
         return false;
     };

@@ -3,7 +3,7 @@
 //! basic and bearer auth, faults (a registry that dies mid-pull, a tampered blob),
 //! multi-platform indexes and mirrors.
 
-mod harness;
+pub mod harness;
 
 use std::path::Path;
 use std::time::Duration;
@@ -387,7 +387,7 @@ fn multi_platform_index_pulls_host_by_default_and_others_on_request() {
 }
 
 /// Adds an index named `name` over the layout's tags, with the given architectures.
-fn add_index(layout: &Path, name: &str, tags: &[(&str, &str)]) {
+pub fn add_index(layout: &Path, name: &str, tags: &[(&str, &str)]) {
     use sha2::{Digest, Sha256};
     let path = layout.join("index.json");
     let mut top: serde_json::Value =
@@ -653,5 +653,65 @@ fn pull_progress_plain_lines_bars_and_quiet() {
         quiet.status.success() && quiet.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&quiet.stderr)
+    );
+}
+
+#[test]
+fn an_index_without_usable_entries_is_one_clear_line() {
+    let env = Env::new();
+    let dirs = ClientDirs::new(&env);
+    let reg = Registry::start("");
+    let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    sh(&format!(
+        "curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' --data-binary '{index}' http://{}/v2/empty/manifests/v1",
+        reg.addr()
+    ));
+    let image = format!("{}/empty:v1", reg.addr());
+    let err = dirs.fails(&env, &["pull", "--all-platforms", &image]);
+    assert!(err.contains("lists no image manifests"), "{err}");
+    let err = dirs.fails(&env, &["pull", &image]);
+    assert!(err.contains("no manifest for platform"), "{err}");
+    assert!(env.image_names().is_empty());
+    env.assert_sound();
+}
+
+#[test]
+fn login_asks_for_the_password_without_echoing_it() {
+    use std::io::{Read, Write};
+    let env = Env::new();
+    let dirs = ClientDirs::new(&env);
+    let reg = htpasswd_registry(&env);
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = dirs
+        .cmd(&env, &["login", &reg.addr(), "-u", "alice"])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave)
+        .spawn()
+        .expect("spawn login");
+    let mut master = std::fs::File::from(pty.master);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Password: ") {
+        let n = master.read(&mut buf).expect("read prompt");
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::thread::sleep(Duration::from_millis(200)); // the echo goes off after the prompt
+    master.write_all(b"s3cret\n").expect("type the password");
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("wait");
+    let shown = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "{shown}");
+    assert!(shown.contains("Login succeeded"), "{shown}");
+    assert!(
+        !shown.contains("s3cret"),
+        "the password was echoed: {shown:?}"
     );
 }

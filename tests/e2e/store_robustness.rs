@@ -128,7 +128,7 @@ fn gc_sweeps_unreferenced_content() {
     assert!(!stale.exists());
     env.assert_sound();
     let du: serde_json::Value = serde_json::from_str(&env.ok(&["du", "--json"])).expect("json");
-    let layers = du
+    let layers = du["rows"]
         .as_array()
         .expect("rows")
         .iter()
@@ -143,7 +143,8 @@ fn gc_sweeps_unreferenced_content() {
     ]);
 }
 
-/// fsck finds a blob corrupted on disk, quarantines it and fails; the image is reported.
+/// fsck finds a blob corrupted on disk and fails; a repair quarantines it, and the image
+/// that needs it is reported.
 #[test]
 fn fsck_quarantines_corruption() {
     let env = Env::new();
@@ -163,6 +164,16 @@ fn fsck_quarantines_corruption() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("corrupt blob"), "{text}");
+    let quarantined = || {
+        std::fs::read_dir(env.root().join("quarantine"))
+            .expect("q")
+            .count()
+    };
+    assert_eq!(quarantined(), 0, "a plain fsck changes nothing");
+    let out = env.run(&["fsck", "--repair"]);
+    assert!(!out.status.success(), "the image still lacks the blob");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("moved to quarantine"), "{text}");
     assert!(text.contains("localhost/x:v1"), "{text}");
     assert_eq!(
         std::fs::read_dir(env.root().join("quarantine"))

@@ -42,7 +42,9 @@ pub fn list(ctx: &Context, out: &mut dyn Write) -> Result<()> {
             .collect();
         return output::json(out, &rows);
     }
-    let mut table = vec![["DIR", "IMAGE", "SNAPSHOT", "STATE"].map(String::from).to_vec()];
+    let mut table = vec![["DIR", "IMAGE", "SNAPSHOT", "STATE"]
+        .map(String::from)
+        .to_vec()];
     for c in rows {
         let state = match (c.mounted, c.record.readonly) {
             (false, _) => "unmounted",
@@ -50,7 +52,12 @@ pub fn list(ctx: &Context, out: &mut dyn Write) -> Result<()> {
             (true, false) => "mounted",
         };
         let r = c.record;
-        table.push(vec![r.dir, r.image, format!("{}/{}", r.snapshotter, r.snapshot), state.into()]);
+        table.push(vec![
+            r.dir,
+            r.image,
+            format!("{}/{}", r.snapshotter, r.snapshot),
+            state.into(),
+        ]);
     }
     output::table(out, &table)
 }
@@ -130,9 +137,18 @@ pub fn discard(ctx: &Context, a: DiscardArgs, out: &mut dyn Write) -> Result<()>
 pub fn mount(ctx: &Context, a: MountArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(reference) = &a.fuse {
         let m = ctx.ns()?.mount_view(reference, &a.dir)?;
-        let how = if m.passthrough { "passthrough reads" } else { "cached reads" };
+        let how = if m.passthrough {
+            "passthrough reads"
+        } else {
+            "cached reads"
+        };
         let dir = a.dir.canonicalize().unwrap_or(a.dir);
-        writeln!(out, "mounted {} at {} (FUSE, {how})", m.image, dir.display())?;
+        writeln!(
+            out,
+            "mounted {} at {} (FUSE, {how})",
+            m.image,
+            dir.display()
+        )?;
         return Ok(());
     }
     let c = ctx.ns()?.checkouts().mount(&a.dir)?;

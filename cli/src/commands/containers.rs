@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use berth_core::containers::{display_name, ContainerInfo, CreateRequest, ExecRequest, Force, Rootfs};
+use berth_core::containers::{
+    display_name, ContainerInfo, CreateRequest, ExecRequest, Force, Rootfs,
+};
 use berth_core::exec::spec::{self, MountRequest, RunOptions, TmpfsMount};
 use berth_core::ids::short;
 
@@ -123,9 +125,11 @@ pub fn ps(ctx: &Context, a: PsArgs, out: &mut dyn Write) -> Result<()> {
         }
         return Ok(());
     }
-    let mut table = vec![["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED", "NET"]
-        .map(String::from)
-        .to_vec()];
+    let mut table = vec![
+        ["ID", "NAME", "IMAGE", "COMMAND", "STATUS", "STARTED", "NET"]
+            .map(String::from)
+            .to_vec(),
+    ];
     for r in rows {
         let mut cmd = r.command.join(" ");
         if cmd.chars().count() > 30 {
@@ -228,12 +232,21 @@ pub fn inspect(ctx: &Context, a: ContainerArg, out: &mut dyn Write) -> Result<()
     };
     writeln!(out, "rootfs:    {rootfs}")?;
     writeln!(out, "command:   {}", i.command.join(" "))?;
-    writeln!(out, "network:   {} {}", i.network, i.netns.clone().unwrap_or_default())?;
+    writeln!(
+        out,
+        "network:   {} {}",
+        i.network,
+        i.netns.clone().unwrap_or_default()
+    )?;
     writeln!(out, "runtime:   {}", i.runtime)?;
     writeln!(out, "status:    {}", i.status)?;
     writeln!(out, "pid:       {}", opt(i.pid.map(|p| p.to_string())))?;
     writeln!(out, "created:   {}", output::rfc3339(i.created))?;
-    writeln!(out, "started:   {}", opt(i.started.map(|t| output::rfc3339(t as i64))))?;
+    writeln!(
+        out,
+        "started:   {}",
+        opt(i.started.map(|t| output::rfc3339(t as i64)))
+    )?;
     writeln!(out, "finished:  {}", opt(i.finished.map(output::rfc3339)))?;
     writeln!(out, "state dir: {}", Path::new(&i.state_dir).display())?;
     if let Some(e) = &i.error {

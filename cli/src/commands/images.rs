@@ -7,7 +7,9 @@ use anyhow::{Context as _, Result};
 use berth_core::cas::archive::ExportFormat;
 use berth_core::images::{ImportRequest, Inspection};
 
-use crate::cli::{ExportArgs, Format, ImagesArgs, ImportArgs, InspectArgs, LogArgs, RmiArgs, TagArgs};
+use crate::cli::{
+    ExportArgs, Format, ImagesArgs, ImportArgs, InspectArgs, LogArgs, RmiArgs, TagArgs,
+};
 use crate::context::{platform, Context};
 use crate::output;
 
@@ -63,10 +65,22 @@ pub fn list(ctx: &Context, a: ImagesArgs, out: &mut dyn Write) -> Result<()> {
             .collect();
         return output::json(out, &rows);
     }
-    let mut rows = vec![["NAME", "DIGEST", "SIZE", "CREATED"].map(String::from).to_vec()];
+    let mut rows = vec![["NAME", "DIGEST", "SIZE", "CREATED"]
+        .map(String::from)
+        .to_vec()];
     for i in &images {
-        let short = i.digest.trim_start_matches("sha256:").chars().take(12).collect();
-        rows.push(vec![i.name.clone(), short, output::size(i.size), output::age(i.created)]);
+        let short = i
+            .digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        rows.push(vec![
+            i.name.clone(),
+            short,
+            output::size(i.size),
+            output::age(i.created),
+        ]);
     }
     output::table(out, &rows)
 }
@@ -94,7 +108,13 @@ fn print_inspection(out: &mut dyn Write, i: &Inspection) -> Result<()> {
     }
     writeln!(out, "Layers:")?;
     for l in &i.layers {
-        writeln!(out, "  {}  {:>10}  {}", l.digest, output::size(l.size), l.media_type)?;
+        writeln!(
+            out,
+            "  {}  {:>10}  {}",
+            l.digest,
+            output::size(l.size),
+            l.media_type
+        )?;
     }
     Ok(())
 }
@@ -118,7 +138,11 @@ pub fn log(ctx: &Context, a: LogArgs, out: &mut dyn Write) -> Result<()> {
         return output::json(out, &rows);
     }
     for r in rows {
-        let what = if r.comment.is_empty() { &r.created_by } else { &r.comment };
+        let what = if r.comment.is_empty() {
+            &r.created_by
+        } else {
+            &r.comment
+        };
         let who = match r.author.is_empty() {
             true => String::new(),
             false => format!(" ({})", r.author),

@@ -11,7 +11,10 @@ use berth_core::fs::snapshot::Kind;
 use berth_core::GcOptions;
 use clap::CommandFactory;
 
-use crate::cli::{Cli, EventsArgs, FsckArgs, GcArgs, NamespacesArgs, NamespacesCommand, SnapshotsArgs, SnapshotsCommand};
+use crate::cli::{
+    Cli, EventsArgs, FsckArgs, GcArgs, NamespacesArgs, NamespacesCommand, SnapshotsArgs,
+    SnapshotsCommand,
+};
 use crate::context::Context;
 use crate::output;
 
@@ -40,10 +43,17 @@ pub fn snapshots(ctx: &Context, a: SnapshotsArgs, out: &mut dyn Write) -> Result
     if ctx.json {
         return output::json(out, &rows);
     }
-    let mut table = vec![["KEY", "PARENT", "KIND", "SNAPSHOTTER"].map(String::from).to_vec()];
+    let mut table = vec![["KEY", "PARENT", "KIND", "SNAPSHOTTER"]
+        .map(String::from)
+        .to_vec()];
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     for r in rows {
-        table.push(vec![text(&r["key"]), text(&r["parent"]), text(&r["kind"]), text(&r["snapshotter"])]);
+        table.push(vec![
+            text(&r["key"]),
+            text(&r["parent"]),
+            text(&r["kind"]),
+            text(&r["snapshotter"]),
+        ]);
     }
     output::table(out, &table)
 }
@@ -74,10 +84,17 @@ pub fn gc(ctx: &Context, a: GcArgs, out: &mut dyn Write) -> Result<()> {
         report.leases_expired
     )?;
     for m in &report.missing {
-        writeln!(out, "missing: {} needs {} (see berth fsck)", m.root, m.digest)?;
+        writeln!(
+            out,
+            "missing: {} needs {} (see berth fsck)",
+            m.root, m.digest
+        )?;
     }
     if report.layers_kept {
-        writeln!(out, "kept every snapshot: an image's config is unreadable (see berth fsck)")?;
+        writeln!(
+            out,
+            "kept every snapshot: an image's config is unreadable (see berth fsck)"
+        )?;
     }
     Ok(())
 }
@@ -89,9 +106,17 @@ pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
     }
     let mut table = vec![["KIND", "COUNT", "SIZE"].map(String::from).to_vec()];
     for r in &usage.rows {
-        table.push(vec![r.kind.clone(), r.count.to_string(), output::size(r.bytes)]);
+        table.push(vec![
+            r.kind.clone(),
+            r.count.to_string(),
+            output::size(r.bytes),
+        ]);
     }
-    table.push(vec!["total".into(), String::new(), output::size(usage.total())]);
+    table.push(vec![
+        "total".into(),
+        String::new(),
+        output::size(usage.total()),
+    ]);
     output::table(out, &table)?;
     writeln!(
         out,
@@ -105,7 +130,11 @@ pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
 
 pub fn fsck(ctx: &Context, a: FsckArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let r = ctx.root()?.fsck(a.repair)?;
-    let status = if r.is_sound() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    let status = if r.is_sound() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     if ctx.json {
         let mut v = serde_json::to_value(&r)?;
         v["sound"] = r.is_sound().into();
@@ -113,7 +142,10 @@ pub fn fsck(ctx: &Context, a: FsckArgs, out: &mut dyn Write) -> Result<ExitCode>
         return Ok(status);
     }
     for d in &r.corrupt_blobs {
-        writeln!(out, "content: corrupt blob {d} (berth fsck --repair quarantines it)")?;
+        writeln!(
+            out,
+            "content: corrupt blob {d} (berth fsck --repair quarantines it)"
+        )?;
     }
     for p in &r.problems {
         writeln!(out, "{}: {}: {}", p.area, p.subject, p.detail)?;
@@ -135,10 +167,18 @@ pub fn fsck(ctx: &Context, a: FsckArgs, out: &mut dyn Write) -> Result<ExitCode>
         if r.is_sound() { "store is sound" } else { "PROBLEMS FOUND" }
     )?;
     if r.unreferenced_blobs > 0 {
-        writeln!(out, "{} unreferenced blobs (berth gc removes them)", r.unreferenced_blobs)?;
+        writeln!(
+            out,
+            "{} unreferenced blobs (berth gc removes them)",
+            r.unreferenced_blobs
+        )?;
     }
     if r.lapsed_leases > 0 {
-        writeln!(out, "{} leases of finished or killed operations (berth gc ends them)", r.lapsed_leases)?;
+        writeln!(
+            out,
+            "{} leases of finished or killed operations (berth gc ends them)",
+            r.lapsed_leases
+        )?;
     }
     Ok(status)
 }
@@ -155,7 +195,11 @@ pub fn events(ctx: &Context, a: EventsArgs, out: &mut dyn Write) -> Result<()> {
         } else {
             let t = UNIX_EPOCH + Duration::from_nanos(e.time.max(0) as u64);
             let attrs: Vec<String> = e.attrs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let ns = if e.namespace.is_empty() { "-" } else { &e.namespace };
+            let ns = if e.namespace.is_empty() {
+                "-"
+            } else {
+                &e.namespace
+            };
             write!(
                 out,
                 "{} {ns} {} {} {}",
@@ -166,7 +210,10 @@ pub fn events(ctx: &Context, a: EventsArgs, out: &mut dyn Write) -> Result<()> {
             )
         };
         // A closed pipe (`berth events | head`) ends the stream quietly.
-        Ok(written.and_then(|()| writeln!(out)).and_then(|()| out.flush()).is_ok())
+        Ok(written
+            .and_then(|()| writeln!(out))
+            .and_then(|()| out.flush())
+            .is_ok())
     })?;
     Ok(())
 }
@@ -180,9 +227,13 @@ fn parse_since(s: &str) -> Result<i64> {
     } else if let Ok(age) = humantime::parse_duration(s) {
         SystemTime::now() - age
     } else {
-        bail!("--since {s:?}: give an RFC 3339 time, seconds since the epoch, or an age such as 10m");
+        bail!(
+            "--since {s:?}: give an RFC 3339 time, seconds since the epoch, or an age such as 10m"
+        );
     };
-    Ok(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64))
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64))
 }
 
 pub fn namespaces(ctx: &Context, a: NamespacesArgs, out: &mut dyn Write) -> Result<()> {
@@ -223,7 +274,10 @@ pub fn manpages(dir: &Path, out: &mut dyn Write) -> Result<()> {
 }
 
 fn write_pages(cmd: &clap::Command, name: &str, dir: &Path, written: &mut usize) -> Result<()> {
-    let cmd = cmd.clone().name(name.to_string()).display_name(name.replace('-', " "));
+    let cmd = cmd
+        .clone()
+        .name(name.to_string())
+        .display_name(name.replace('-', " "));
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
     let path = dir.join(format!("{name}.1"));

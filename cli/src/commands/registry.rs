@@ -55,14 +55,19 @@ pub fn login(a: LoginArgs, out: &mut dyn Write) -> Result<()> {
         s.trim_end_matches(['\n', '\r']).to_string()
     } else {
         need_terminal("password")?;
-        rpassword::prompt_password("Password: ").context("reading the password")?
+        eprint!("Password: ");
+        read_hidden().context("reading the password")?
     };
     if username.is_empty() || password.is_empty() {
         bail!("login to {} needs a username and a password", a.registry);
     }
     let (host, path) = images::login(&a.registry, &username, &password, a.plain_http)
         .with_context(|| format!("logging in to {}", a.registry))?;
-    writeln!(out, "Login succeeded for {host} (credentials in {})", path.display())?;
+    writeln!(
+        out,
+        "Login succeeded for {host} (credentials in {})",
+        path.display()
+    )?;
     Ok(())
 }
 
@@ -72,6 +77,23 @@ pub fn logout(a: LogoutArgs, out: &mut dyn Write) -> Result<()> {
         (host, false) => writeln!(out, "Not logged in to {host}")?,
     }
     Ok(())
+}
+
+/// A line from the terminal on stdin with its echo turned off (the newline still shows).
+fn read_hidden() -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(stdin.as_fd())?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &saved)?;
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 fn need_terminal(what: &str) -> Result<()> {

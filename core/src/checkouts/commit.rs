@@ -87,7 +87,8 @@ impl Checkouts<'_> {
             LayerCompression::None => berth_fs::Compression::None,
         };
         let mut ingest = store.ingest_temp()?;
-        let stats = berth_fs::diff::write_diff(snap.as_ref(), &c.snapshot, &mut ingest, compression)?;
+        let stats =
+            berth_fs::diff::write_diff(snap.as_ref(), &c.snapshot, &mut ingest, compression)?;
         let layer = ingest.finish(None)?;
         if layer.digest.to_string() != stats.digest {
             return Err(Error::Unsupported(format!(
@@ -95,11 +96,15 @@ impl Checkouts<'_> {
                 layer.digest, stats.digest
             )));
         }
-        layers.push(descriptor(stats.media_type, layer.digest.as_ref(), layer.size)?);
+        layers.push(descriptor(
+            stats.media_type,
+            layer.digest.as_ref(),
+            layer.size,
+        )?);
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let config = config::committed(base_config, &stats.diff_id, &req.message, &now)?;
-        let config_bytes = serde_json::to_vec(&config)
-            .map_err(berth_cas::Error::json("the new image config"))?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(berth_cas::Error::json("the new image config"))?;
         let (config_file, config_desc) = document(store, &config_bytes, media::OCI_CONFIG)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
@@ -108,8 +113,8 @@ impl Checkouts<'_> {
             .layers(layers)
             .build()
             .map_err(|e| Error::Unsupported(format!("building the manifest: {e}")))?;
-        let manifest_bytes = serde_json::to_vec(&manifest)
-            .map_err(berth_cas::Error::json("the new manifest"))?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(berth_cas::Error::json("the new manifest"))?;
         let (manifest_file, manifest_desc) = document(store, &manifest_bytes, media::OCI_MANIFEST)?;
         store.publish(
             vec![
@@ -149,7 +154,10 @@ impl Checkouts<'_> {
         self.ns.event(
             "/checkouts/commit",
             &c.dir,
-            &[("image", name.clone()), ("manifest", manifest_digest.clone())],
+            &[
+                ("image", name.clone()),
+                ("manifest", manifest_digest.clone()),
+            ],
         );
         Ok(Committed {
             name,
@@ -161,7 +169,11 @@ impl Checkouts<'_> {
 
     /// The base image's config and its layer descriptors in OCI media types; an empty
     /// config for scratch. The base manifest goes on the lease.
-    fn base(&self, c: &CheckoutRecord, lease: &Lease) -> Result<(ImageConfiguration, Vec<Descriptor>)> {
+    fn base(
+        &self,
+        c: &CheckoutRecord,
+        lease: &Lease,
+    ) -> Result<(ImageConfiguration, Vec<Descriptor>)> {
         if c.manifest.is_empty() {
             return Ok((config::scratch_config(), Vec::new()));
         }
@@ -173,7 +185,13 @@ impl Checkouts<'_> {
             .manifest
             .layers()
             .iter()
-            .map(|l| descriptor(&oci_layer_type(&media_type_of(l)), l.digest().as_ref(), l.size()))
+            .map(|l| {
+                descriptor(
+                    &oci_layer_type(&media_type_of(l)),
+                    l.digest().as_ref(),
+                    l.size(),
+                )
+            })
             .collect::<Result<_>>()?;
         Ok((base.config, layers))
     }
@@ -193,7 +211,15 @@ impl Checkouts<'_> {
         let manifest = image.manifest_desc.digest().to_string();
         let labels = labels(&c.dir, name, &manifest);
         let mounts = if views::is_fuse_backed(snap, &c.snapshot)? {
-            views::prepare_checkout_snapshot(root, &c.snapshotter, snap, &key, image, labels, lease)?
+            views::prepare_checkout_snapshot(
+                root,
+                &c.snapshotter,
+                snap,
+                &key,
+                image,
+                labels,
+                lease,
+            )?
         } else {
             let top = Unpack {
                 root,
@@ -220,7 +246,9 @@ impl Checkouts<'_> {
             snapshot: key,
             ..c.clone()
         };
-        root.store().meta().write(|tx| meta::put_checkout(tx, &next))?;
+        root.store()
+            .meta()
+            .write(|tx| meta::put_checkout(tx, &next))?;
         views::release(snap, &c.snapshot)?;
         root.remove_snapshot(&c.snapshotter, snap, &c.snapshot)
     }

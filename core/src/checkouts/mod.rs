@@ -97,7 +97,8 @@ impl CheckoutLock {
     pub fn acquire(root: &Root, dir: &str) -> Result<CheckoutLock> {
         use sha2::Digest as _;
         let locks = root.layout().locks();
-        std::fs::create_dir_all(&locks).map_err(Error::io(format!("creating {}", locks.display())))?;
+        std::fs::create_dir_all(&locks)
+            .map_err(Error::io(format!("creating {}", locks.display())))?;
         let hash = hex::encode(sha2::Sha256::digest(dir.as_bytes()));
         let path = locks.join(format!("checkout-{}", &hash[..32]));
         Ok(CheckoutLock {
@@ -114,7 +115,8 @@ pub fn canonical_dir(dir: &Path) -> Result<PathBuf> {
 
 /// Refuses a directory that holds anything (a mount would hide it).
 pub(crate) fn check_empty(dir: &Path) -> Result<()> {
-    let mut entries = std::fs::read_dir(dir).map_err(Error::io(format!("reading {}", dir.display())))?;
+    let mut entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("reading {}", dir.display())))?;
     match entries.next() {
         None => Ok(()),
         Some(_) => Err(Error::DirNotEmpty(dir.to_path_buf())),
@@ -164,19 +166,25 @@ impl Checkouts<'_> {
         let key = format!("checkout-{}", crate::ids::random_hex(8)?);
         let lease = root.lease("checkout", &dir_s)?;
         let (image, manifest, mounts) = if req.image == SCRATCH {
-            let mounts = root.lease_snapshot(&lease, &snap_name, &key, || {
-                Ok(snap.prepare(&key, None)?)
-            })?;
+            let mounts =
+                root.lease_snapshot(&lease, &snap_name, &key, || Ok(snap.prepare(&key, None)?))?;
             snap.update_labels(&key, labels(&dir_s, SCRATCH, ""))?;
             (SCRATCH.to_string(), String::new(), mounts)
         } else {
             let (img, resolved) = self.ns.images().resolve(&req.image, &req.platform)?;
             let manifest = resolved.manifest_desc.digest().to_string();
-            root.store().claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
+            root.store()
+                .claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
             let labels = labels(&dir_s, &img.name, &manifest);
             let mounts = if req.fuse {
                 views::prepare_checkout_snapshot(
-                    root, &snap_name, snap.as_ref(), &key, &resolved, labels, &lease,
+                    root,
+                    &snap_name,
+                    snap.as_ref(),
+                    &key,
+                    &resolved,
+                    labels,
+                    &lease,
                 )?
             } else {
                 let top = Unpack {
@@ -222,7 +230,11 @@ impl Checkouts<'_> {
             let _ = snap.remove(&key);
             return Err(e.into());
         }
-        self.ns.event("/checkouts/create", &record.dir, &[("image", record.image.clone())]);
+        self.ns.event(
+            "/checkouts/create",
+            &record.dir,
+            &[("image", record.image.clone())],
+        );
         Ok(record)
     }
 
@@ -282,7 +294,10 @@ impl Checkouts<'_> {
             return Ok(rec);
         }
         for info in snap.list()? {
-            let for_this = info.labels.get(CHECKOUT_LABEL).is_some_and(|d| *d == rec.dir);
+            let for_this = info
+                .labels
+                .get(CHECKOUT_LABEL)
+                .is_some_and(|d| *d == rec.dir);
             if !for_this
                 || !snap
                     .fs_dir(&info.key)
@@ -302,7 +317,9 @@ impl Checkouts<'_> {
                 .meta()
                 .write(|tx| meta::put_checkout(tx, &next))?;
             let _ = views::release(snap.as_ref(), &rec.snapshot);
-            let _ = self.root().remove_snapshot(&rec.snapshotter, snap.as_ref(), &rec.snapshot);
+            let _ = self
+                .root()
+                .remove_snapshot(&rec.snapshotter, snap.as_ref(), &rec.snapshot);
             tracing::info!("checkout {}: finished an interrupted commit", rec.dir);
             return Ok(next);
         }
@@ -407,7 +424,12 @@ impl Root {
         key: &str,
     ) -> Result<()> {
         snap.remove(key)?;
-        self.event("", "/snapshots/remove", &format!("{snapshotter}/{key}"), &[]);
+        self.event(
+            "",
+            "/snapshots/remove",
+            &format!("{snapshotter}/{key}"),
+            &[],
+        );
         Ok(())
     }
 }

@@ -67,8 +67,14 @@ struct Source {
 }
 
 enum Resolved {
-    Image { parent: Option<String>, snapshotter: String },
-    Checkout { dir: PathBuf, readonly: bool },
+    Image {
+        parent: Option<String>,
+        snapshotter: String,
+    },
+    Checkout {
+        dir: PathBuf,
+        readonly: bool,
+    },
 }
 
 impl Containers<'_> {
@@ -82,7 +88,13 @@ impl Containers<'_> {
         let runtime = find_runtime(&req.runtime)?;
         if let Some(n) = &req.name {
             check_name(n)?;
-            if self.root().store().meta().container_named(self.ns.name(), n)?.is_some() {
+            if self
+                .root()
+                .store()
+                .meta()
+                .container_named(self.ns.name(), n)?
+                .is_some()
+            {
                 return Err(Error::NameInUse(n.clone()));
             }
         }
@@ -93,10 +105,14 @@ impl Containers<'_> {
         let id = crate::ids::random_hex(32)?;
         opts.id = id.clone();
         let (snapshotter, snapshot, checkout) = match &source.rootfs {
-            Resolved::Image { snapshotter, .. } => {
-                (Some(snapshotter.clone()), Some(format!("container-{id}")), None)
+            Resolved::Image { snapshotter, .. } => (
+                Some(snapshotter.clone()),
+                Some(format!("container-{id}")),
+                None,
+            ),
+            Resolved::Checkout { dir, .. } => {
+                (None, None, Some(dir.to_string_lossy().into_owned()))
             }
-            Resolved::Checkout { dir, .. } => (None, None, Some(dir.to_string_lossy().into_owned())),
         };
         let rec = ContainerRecord {
             id: id.clone(),
@@ -127,7 +143,10 @@ impl Containers<'_> {
             })?;
         root.release(lease);
         match self.prepare(req, &rec, &source, &opts) {
-            Ok(config) => Ok(Created { record: rec, config }),
+            Ok(config) => Ok(Created {
+                record: rec,
+                config,
+            }),
             Err(e) => {
                 if let Err(u) = self.remove(&rec, Force::Kill) {
                     tracing::warn!("cleaning up container {}: {u}", display_name(&rec));
@@ -147,16 +166,25 @@ impl Containers<'_> {
     ) -> Result<SupervisorConfig> {
         let root = self.root();
         let mounts = match (&source.rootfs, &rec.snapshot) {
-            (Resolved::Image { parent, snapshotter }, Some(key)) => {
+            (
+                Resolved::Image {
+                    parent,
+                    snapshotter,
+                },
+                Some(key),
+            ) => {
                 // Inside the gate: gc has either seen the record naming it or not begun.
                 let _gate = root.store().gate().shared()?;
-                root.snapshotter(snapshotter)?.prepare(key, parent.as_deref())?
+                root.snapshotter(snapshotter)?
+                    .prepare(key, parent.as_deref())?
             }
             (Resolved::Checkout { dir, readonly }, _) => {
                 vec![Mount::bind(dir.to_string_lossy(), *readonly)]
             }
             (Resolved::Image { .. }, None) => {
-                return Err(Error::Unsupported("an image container without a snapshot".into()))
+                return Err(Error::Unsupported(
+                    "an image container without a snapshot".into(),
+                ))
             }
         };
         let dir = root.layout().container(&rec.id);
@@ -286,7 +314,11 @@ fn mount_bundle(dir: &Path, mut mounts: Vec<Mount>, throwaway: bool) -> Result<B
 
 /// Looks the command up in the rootfs (PATH from the spec's env) so a typo fails with a
 /// clear message before the runtime starts. Paths under a user mount are not checked.
-fn check_command(spec: &oci_spec::runtime::Spec, rootfs: &Path, mounts: &[MountRequest]) -> Result<()> {
+fn check_command(
+    spec: &oci_spec::runtime::Spec,
+    rootfs: &Path,
+    mounts: &[MountRequest],
+) -> Result<()> {
     let Some(process) = spec.process() else {
         return Ok(());
     };
@@ -351,7 +383,8 @@ fn find_runtime(name: &str) -> Result<PathBuf> {
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 fn check_name(n: &str) -> Result<()> {
     let ok = n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     match ok {
         true => Ok(()),
         false => Err(Error::InvalidName {

@@ -110,14 +110,25 @@ impl Containers<'_> {
     pub fn supervise(&self, id: &str) -> Result<i32> {
         let _ = nix::unistd::setsid();
         let cfg = SupervisorConfig::load(&self.root().layout().container(id))?;
-        let result = supervisor::run_with(&cfg, &Journal { containers: self, id });
+        let result = supervisor::run_with(
+            &cfg,
+            &Journal {
+                containers: self,
+                id,
+            },
+        );
         self.finish(id);
         Ok(result?)
     }
 
     /// A supervisor's result as the caller sees it: a command that cannot start is
     /// typed (docker's 127 and 126), and a container that never ran is removed.
-    fn outcome(&self, id: &str, command: &[String], result: Result<i32, SupervisorError>) -> Result<i32> {
+    fn outcome(
+        &self,
+        id: &str,
+        command: &[String],
+        result: Result<i32, SupervisorError>,
+    ) -> Result<i32> {
         match result {
             Ok(code) => Ok(code),
             Err(e) => {

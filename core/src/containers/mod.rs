@@ -418,8 +418,9 @@ impl Containers<'_> {
             });
         }
         let bundle = self.root().layout().container(&rec.id).join("bundle");
-        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json"))
-            .map_err(|e| Error::Unsupported(format!("reading the spec of {}: {e}", display_name(&rec))))?;
+        let spec = oci_spec::runtime::Spec::load(bundle.join("config.json")).map_err(|e| {
+            Error::Unsupported(format!("reading the spec of {}: {e}", display_name(&rec)))
+        })?;
         let mut process = spec
             .process()
             .clone()
@@ -479,7 +480,8 @@ impl Containers<'_> {
             self.kill_now(rec, &state)?;
         }
         let dir = root.layout().container(&rec.id);
-        let clean_exit = matches!(root.status_of(&rec.id), Some(s) if s.is_final() && s.error.is_none());
+        let clean_exit =
+            matches!(root.status_of(&rec.id), Some(s) if s.is_final() && s.error.is_none());
         let mut errors: Vec<Error> = Vec::new();
         if !clean_exit && dir.exists() {
             // A created, failed or dead container may still have runtime state.
@@ -530,7 +532,9 @@ impl Containers<'_> {
         // Between create and start the init may not be killable yet: retry until it ends.
         for _ in 0..100 {
             let _ = rt.kill(&rec.id, libc::SIGKILL, true);
-            if self.wait_exit(&rec.id, Some(Duration::from_millis(100))).is_ok()
+            if self
+                .wait_exit(&rec.id, Some(Duration::from_millis(100)))
+                .is_ok()
                 || !root.has_live_supervisor(&rec.id)
             {
                 return Ok(());

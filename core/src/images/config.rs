@@ -134,7 +134,11 @@ fn command(op: &str, rest: &str) -> Result<Vec<String>> {
         return serde_json::from_str(rest)
             .map_err(|e| Error::BadChange(format!("{op}: invalid JSON array {rest:?}: {e}")));
     }
-    Ok(vec!["/bin/sh".into(), "-c".into(), non_empty(op, rest)?.into()])
+    Ok(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        non_empty(op, rest)?.into(),
+    ])
 }
 
 /// `K=V` or `K V`.

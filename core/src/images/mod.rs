@@ -114,7 +114,10 @@ impl Images<'_> {
     pub fn find(&self, s: &str) -> Result<ImageRecord> {
         let meta = self.ns.root().store().meta();
         if s.starts_with("sha256:") {
-            let found = meta.images(self.ns.name())?.into_iter().find(|i| i.digest == s);
+            let found = meta
+                .images(self.ns.name())?
+                .into_iter()
+                .find(|i| i.digest == s);
             return found.ok_or_else(|| Error::ImageNotFound(s.to_string()));
         }
         let name = Reference::parse(s)?.to_string();
@@ -205,7 +208,14 @@ impl Images<'_> {
         let dst = Reference::parse(target)?.to_string();
         let store = self.ns.root().store();
         store.meta().write(|tx| {
-            meta::put_image(tx, self.ns.name(), &dst, &src.digest, &src.media_type, src.size)
+            meta::put_image(
+                tx,
+                self.ns.name(),
+                &dst,
+                &src.digest,
+                &src.media_type,
+                src.size,
+            )
         })?;
         store.sync_index_json()?;
         Ok((dst, src.digest))
@@ -248,17 +258,18 @@ impl Images<'_> {
             lease: &lease,
         };
         let store = root.store();
-        let mut before_naming = |images: &[(String, Descriptor)]| -> Result<(), archive::HookError> {
-            crate::faults::point("import-stored");
-            for (name, desc) in images.iter().filter(|_| !req.no_unpack) {
-                let unpacked = image::resolve(store, desc, &req.platform, name)
-                    .map_err(Error::from)
-                    .and_then(|r| unpack.all(&r));
-                unpacked.map_err(|e| format!("unpacking {name}: {e}"))?;
-            }
-            crate::faults::point("import-unpacked");
-            Ok(())
-        };
+        let mut before_naming =
+            |images: &[(String, Descriptor)]| -> Result<(), archive::HookError> {
+                crate::faults::point("import-stored");
+                for (name, desc) in images.iter().filter(|_| !req.no_unpack) {
+                    let unpacked = image::resolve(store, desc, &req.platform, name)
+                        .map_err(Error::from)
+                        .and_then(|r| unpack.all(&r));
+                    unpacked.map_err(|e| format!("unpacking {name}: {e}"))?;
+                }
+                crate::faults::point("import-unpacked");
+                Ok(())
+            };
         let imported = archive::import_with(store, path, &opts, &mut before_naming)?;
         root.release(lease);
         Ok(imported.images)
@@ -277,7 +288,13 @@ impl Images<'_> {
             let img = self.find(r)?;
             images.push((img.name.clone(), target(&img)?));
         }
-        Ok(archive::export(self.ns.root().store(), &images, format, platform, out)?)
+        Ok(archive::export(
+            self.ns.root().store(),
+            &images,
+            format,
+            platform,
+            out,
+        )?)
     }
 
     /// Writes the export to the file `path` atomically (temp, fsync, rename).
@@ -339,7 +356,10 @@ pub(crate) fn manifest_image(store: &berth_cas::Store, digest: &str) -> Result<R
     let bytes = store.read_document(&d)?;
     let manifest = image::parse_manifest(&bytes, &format!("manifest {digest}"))?;
     let config_raw = image::read_verified(store, manifest.config())?;
-    let config = image::parse_config(&config_raw, &format!("config {}", manifest.config().digest()))?;
+    let config = image::parse_config(
+        &config_raw,
+        &format!("config {}", manifest.config().digest()),
+    )?;
     let desc = image::descriptor(berth_cas::media::OCI_MANIFEST, digest, bytes.len() as u64)?;
     Ok(Resolved {
         manifest_desc: desc,

@@ -132,9 +132,9 @@ impl Images<'_> {
             let fetched = client.fetch_blobs(store, &plan, opts.max_concurrent, &relay);
             relay.close();
             let unpacked = match unpacker {
-                Some(u) => u
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Unsupported("the unpack thread panicked".into()))),
+                Some(u) => u.join().unwrap_or_else(|_| {
+                    Err(Error::Unsupported("the unpack thread panicked".into()))
+                }),
                 None => Ok(None),
             };
             (fetched, unpacked)

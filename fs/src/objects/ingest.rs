@@ -104,7 +104,11 @@ pub(super) fn ingest(
 }
 
 /// Makes every file a name of its object (see [`link_object`]).
-pub(super) fn link_all(store: &ObjectStore, links: &[Link], relink: bool) -> Result<(), ObjectError> {
+pub(super) fn link_all(
+    store: &ObjectStore,
+    links: &[Link],
+    relink: bool,
+) -> Result<(), ObjectError> {
     for (file, id) in links {
         link_object(store, file, id, relink)?;
     }

@@ -186,9 +186,8 @@ impl ObjectStore {
         known: &HashMap<u64, String>,
     ) -> Result<Vec<Entry>, ObjectError> {
         let (entries, links) = ingest::ingest(layer_dir, known)?;
-        self.index.put_layer_with(key, &entries, || {
-            ingest::link_all(self, &links, relink)
-        })?;
+        self.index
+            .put_layer_with(key, &entries, || ingest::link_all(self, &links, relink))?;
         Ok(entries)
     }
 

@@ -74,7 +74,10 @@ impl Staging {
             return Ok(());
         }
         fs::rename(tmp, &dest).map_err(io_err("staging", tmp))?;
-        self.ids.lock().unwrap_or_else(|p| p.into_inner()).push(id.to_string());
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.to_string());
         Ok(())
     }
 

@@ -432,12 +432,20 @@ impl Store {
         for r in &records {
             let dir = self.dir(r.id);
             if !dir.is_dir() {
-                problems.push(format!("snapshot {:?}: its directory {} is missing", r.info.key, dir.display()));
+                problems.push(format!(
+                    "snapshot {:?}: its directory {} is missing",
+                    r.info.key,
+                    dir.display()
+                ));
                 continue;
             }
             for part in required {
                 if !dir.join(part).exists() {
-                    problems.push(format!("snapshot {:?}: {} has no {part}", r.info.key, dir.display()));
+                    problems.push(format!(
+                        "snapshot {:?}: {} has no {part}",
+                        r.info.key,
+                        dir.display()
+                    ));
                 }
             }
         }
@@ -446,7 +454,10 @@ impl Store {
             let e = e.map_err(io_err("listing", &snaps))?;
             let name = e.file_name().to_string_lossy().into_owned();
             if !ids.contains(&name) && !in_flight(&name) {
-                problems.push(format!("{}: no snapshot record names it (orphan)", e.path().display()));
+                problems.push(format!(
+                    "{}: no snapshot record names it (orphan)",
+                    e.path().display()
+                ));
             }
         }
         Ok(problems)
