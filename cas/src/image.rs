@@ -39,6 +39,33 @@ pub fn media_type_of(desc: &Descriptor) -> String {
     desc.media_type().to_string()
 }
 
+/// An OCI index listing `images` (name, target), each annotated with its name the way
+/// OCI layouts and containerd name them: what `index.json` and exported archives hold.
+pub fn named_index(images: &[(String, Descriptor)]) -> Result<ImageIndex> {
+    let manifests = images
+        .iter()
+        .map(|(name, d)| {
+            let annotations = [
+                (media::ANNOTATION_REF_NAME.to_string(), name.clone()),
+                (media::ANNOTATION_CONTAINERD_NAME.to_string(), name.clone()),
+            ]
+            .into();
+            let mut d = descriptor(&media_type_of(d), d.digest().as_ref(), d.size())?;
+            d.set_annotations(Some(annotations));
+            Ok(d)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    oci_spec::image::ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(manifests)
+        .build()
+        .map_err(|_| Error::InvalidDocument {
+            what: "index".into(),
+            reason: "it could not be built",
+        })
+}
+
 /// Builds a descriptor from parts.
 pub fn descriptor(media_type: &str, digest: &str, size: u64) -> Result<Descriptor> {
     Ok(Descriptor::new(

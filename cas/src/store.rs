@@ -27,7 +27,6 @@ use crate::error::{Error, Result};
 use crate::ingest::{Ingest, Verified};
 use crate::lease::ResourceKind;
 use crate::lock::{self, Gate, Mode};
-use crate::media;
 use crate::meta::{self, Meta};
 
 /// Largest manifest, index or config berth reads into memory (containerd's cap is about 4 MiB).
@@ -213,25 +212,16 @@ impl Store {
     pub fn sync_index_json(&self) -> Result<()> {
         let _guard = lock::lock(&self.root.join("index.lock"), Mode::Exclusive)?;
         let images = self.meta().images(meta::DEFAULT_NAMESPACE)?;
-        let manifests: Vec<serde_json::Value> = images
+        let named = images
             .iter()
             .map(|i| {
-                serde_json::json!({
-                    "mediaType": i.media_type,
-                    "digest": i.digest,
-                    "size": i.size,
-                    "annotations": {
-                        media::ANNOTATION_REF_NAME: i.name,
-                        media::ANNOTATION_CONTAINERD_NAME: i.name,
-                    }
-                })
+                Ok((
+                    i.name.clone(),
+                    crate::image::descriptor(&i.media_type, &i.digest, i.size)?,
+                ))
             })
-            .collect();
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::OCI_INDEX,
-            "manifests": manifests,
-        });
+            .collect::<Result<Vec<_>>>()?;
+        let index = crate::image::named_index(&named)?;
         let bytes = serde_json::to_vec_pretty(&index).map_err(Error::json("index.json"))?;
         write_atomic(&self.root.join("index.json"), &bytes)
     }
@@ -269,6 +259,7 @@ pub fn fsync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::digest::sha256_of;
+    use crate::media;
 
     #[test]
     fn ingest_verifies_and_publishes() {

@@ -9,7 +9,7 @@
 //! (its snapshot names the layers in [`LAYERS_LABEL`]).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -284,13 +284,6 @@ pub fn ready_line(passthrough: bool) -> String {
         "ready {}",
         if passthrough { "passthrough" } else { "cached" }
     )
-}
-
-/// Writes the ready line to stdout (what [`start_server`] waits for).
-pub fn announce_ready(passthrough: bool) {
-    let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "{}", ready_line(passthrough));
-    let _ = stdout.flush();
 }
 
 /// Prepares a FUSE-backed checkout snapshot `key` of `image`: a parentless active

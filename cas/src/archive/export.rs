@@ -1,13 +1,12 @@
 //! `berth export`: OCI layout tars and docker-archive tars.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
 use oci_spec::image::Descriptor;
 
 use crate::error::{Error, Result};
-use crate::image::{self, media_type_of};
-use crate::media;
+use crate::image;
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
@@ -79,22 +78,22 @@ fn export_oci<W: Write>(
             file,
         )?;
     }
-    let manifests: Vec<serde_json::Value> = images
-        .iter()
-        .map(|(name, d)| {
-            serde_json::json!({
-                "mediaType": media_type_of(d), "digest": d.digest().to_string(), "size": d.size(),
-                "annotations": { media::ANNOTATION_REF_NAME: name, media::ANNOTATION_CONTAINERD_NAME: name },
-            })
-        })
-        .collect();
-    let index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": manifests});
+    let index = image::named_index(images)?;
     append_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     append_bytes(
         tar,
         "index.json",
         &serde_json::to_vec(&index).map_err(Error::json("index.json"))?,
     )
+}
+
+/// One image of a docker-archive's `manifest.json`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
 }
 
 /// docker-archive: one config and uncompressed layer tars per image, plus manifest.json.
@@ -106,7 +105,7 @@ fn export_docker<W: Write>(
 ) -> Result<()> {
     let mut written = BTreeSet::new();
     let mut entries = Vec::new();
-    let mut repositories = serde_json::Map::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (name, desc) in images {
         let resolved = image::resolve(store, desc, platform, name)?;
         let config_hex = crate::digest::hex_of(resolved.manifest.config().digest())?.to_string();
@@ -128,19 +127,21 @@ fn export_docker<W: Write>(
         }
         let reference = Reference::parse(name)?;
         let tag = reference.familiar();
-        entries.push(
-            serde_json::json!({"Config": config_name, "RepoTags": [tag], "Layers": layer_names}),
-        );
+        entries.push(DockerEntry {
+            config: config_name,
+            repo_tags: vec![tag.clone()],
+            layers: layer_names.clone(),
+        });
         if let (Some(t), Some(last)) = (reference.tag(), layer_names.last()) {
             let repo = tag
                 .rsplit_once(':')
                 .map_or(tag.as_str(), |(r, _)| r)
                 .to_string();
             let id = last.trim_end_matches("/layer.tar").to_string();
-            let slot = repositories
+            repositories
                 .entry(repo)
-                .or_insert_with(|| serde_json::json!({}));
-            slot[t] = serde_json::Value::String(id);
+                .or_default()
+                .insert(t.to_string(), id);
         }
     }
     append_bytes(

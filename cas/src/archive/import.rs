@@ -356,14 +356,25 @@ fn docker_save(store: &Store, src: &mut Source, opts: &ImportOptions) -> Result<
                 reason: "its rootfs.diff_ids do not match the archive's layer files",
             });
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media::DOCKER_MANIFEST,
-            "config": {"mediaType": media::DOCKER_CONFIG, "digest": config.digest().to_string(), "size": config.size()},
-            "layers": layers.iter().map(|l| serde_json::json!({
-                "mediaType": media::DOCKER_LAYER, "digest": l.digest().to_string(), "size": l.size()
-            })).collect::<Vec<_>>(),
-        });
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(oci_spec::image::MediaType::from(media::DOCKER_MANIFEST))
+            .config(image::descriptor(
+                media::DOCKER_CONFIG,
+                config.digest().as_ref(),
+                config.size(),
+            )?)
+            .layers(
+                layers
+                    .iter()
+                    .map(|l| image::descriptor(media::DOCKER_LAYER, l.digest().as_ref(), l.size()))
+                    .collect::<Result<Vec<_>>>()?,
+            )
+            .build()
+            .map_err(|_| Error::InvalidDocument {
+                what: format!("manifest of {}", e.config),
+                reason: "it could not be built",
+            })?;
         let bytes = serde_json::to_vec(&manifest).map_err(Error::json("manifest"))?;
         let (file, digest, size) = src.add_generated(store, &bytes)?;
         let desc = image::descriptor(media::DOCKER_MANIFEST, digest.as_ref(), size)?;

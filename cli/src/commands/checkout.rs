@@ -177,7 +177,14 @@ pub fn serve_view(ctx: &Context, a: FuseServeArgs) -> Result<()> {
             &a.dir,
             &a.layers,
             a.lease.as_deref(),
-            Box::new(views::announce_ready),
+            Box::new(announce_ready),
         )
         .with_context(|| format!("serving {}", a.dir.display()))
+}
+
+/// Tells the starter the view is mounted (what `start_server` in the core waits for).
+fn announce_ready(passthrough: bool) {
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{}", views::ready_line(passthrough));
+    let _ = stdout.flush();
 }
