@@ -64,6 +64,9 @@ struct Source {
     manifest: String,
     config: ImageProcessConfig,
     rootfs: Resolved,
+    /// A checkout's writer lock, held until the container is recorded and its bundle
+    /// mounted, so no commit switches the checkout in between.
+    _lock: Option<crate::checkouts::CheckoutLock>,
 }
 
 enum Resolved {
@@ -214,7 +217,7 @@ impl Containers<'_> {
         match &req.rootfs {
             Rootfs::Checkout(dir) => {
                 let checkouts = self.ns.checkouts();
-                let (c, _lock) = checkouts.open(dir)?;
+                let (c, lock) = checkouts.open(dir)?;
                 checkouts.ensure_mounted(&c)?;
                 let config = match c.manifest.is_empty() {
                     true => ImageProcessConfig::default(),
@@ -231,6 +234,7 @@ impl Containers<'_> {
                         dir: PathBuf::from(c.dir),
                         readonly: c.readonly,
                     },
+                    _lock: Some(lock),
                 })
             }
             Rootfs::Image(reference) => {
@@ -253,6 +257,7 @@ impl Containers<'_> {
                         parent,
                         snapshotter: snap_name,
                     },
+                    _lock: None,
                 })
             }
         }
