@@ -37,6 +37,11 @@ pub(super) struct Applier {
     pub entries: u64,
     /// blake3 of each regular file written, by inode (when asked for).
     pub file_hashes: Option<HashMap<u64, String>>,
+    /// Directories created for entries that no entry declared (yet).
+    pub implicit: std::collections::BTreeSet<Vec<u8>>,
+    /// Apparent bytes of the files written, holes included, and their limit.
+    expanded: u64,
+    max_size: Option<u64>,
 }
 
 pub(super) fn fs_err<'a>(
@@ -59,7 +64,7 @@ fn io_err<'a>(op: &'static str, p: &'a RelPath) -> impl FnOnce(io::Error) -> App
 }
 
 impl Applier {
-    pub fn new(root: Root, mode: WhiteoutMode, hash_files: bool) -> Self {
+    pub fn new(root: Root, mode: WhiteoutMode, hash_files: bool, max_size: Option<u64>) -> Self {
         Applier {
             root,
             mode,
@@ -68,6 +73,18 @@ impl Applier {
             dir_times: Vec::new(),
             entries: 0,
             file_hashes: hash_files.then(HashMap::new),
+            implicit: Default::default(),
+            expanded: 0,
+            max_size,
+        }
+    }
+
+    /// Counts a file's apparent size against the layer's limit.
+    fn expand(&mut self, bytes: u64) -> Result<(), ApplyError> {
+        self.expanded = self.expanded.saturating_add(bytes);
+        match self.max_size {
+            Some(limit) if self.expanded > limit => Err(ApplyError::SizeLimit { limit }),
+            _ => Ok(()),
         }
     }
 
@@ -85,6 +102,7 @@ impl Applier {
             });
         for c in &created {
             self.touched.insert(c);
+            self.implicit.insert(c.joined());
         }
         fd
     }
@@ -95,7 +113,16 @@ impl Applier {
             return Ok(());
         }
         self.entries += 1;
-        let raw = e.path_bytes().into_owned();
+        let mut raw = e.path_bytes().into_owned();
+        let sparse = match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                super::sparse::pax_sparse(e, &RelPath::clean(&raw))?
+            }
+            _ => None,
+        };
+        if let Some(s) = &sparse {
+            raw = s.name.clone(); // the real name; the header's is GNUSparseFile.N/NAME
+        }
         let path = RelPath::clean(&raw);
         let Some((dir, name)) = path.split_last() else {
             return self.apply_root(e, kind, &raw);
@@ -115,6 +142,9 @@ impl Applier {
         let meta = read_meta(e, &path)?;
         let pfd = self.parent(&dir, &path)?;
         self.touched.insert(&path);
+        if kind == EntryType::Directory {
+            self.implicit.remove(&path.joined()); // declared after all
+        }
         let existing = lstat_at(&pfd, &name).map_err(fs_err("lstat", &path))?;
         let existing_dir = existing
             .as_ref()
@@ -126,7 +156,7 @@ impl Applier {
         if existing.is_some() {
             resolve::remove_all_at(&pfd, &name).map_err(fs_err("removing", &path))?;
         }
-        self.create(e, kind, &pfd, &name, &path, &meta)?;
+        self.create(e, kind, &pfd, &name, &path, &meta, sparse.as_ref())?;
         if kind == EntryType::Link {
             return Ok(());
         }
@@ -157,6 +187,7 @@ impl Applier {
         self.set_attrs(&fd, b"", &root, &meta, true)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create<R: Read>(
         &mut self,
         e: &mut tar::Entry<'_, R>,
@@ -165,13 +196,27 @@ impl Applier {
         name: &[u8],
         path: &RelPath,
         meta: &Meta,
+        sparse: Option<&super::sparse::Sparse>,
     ) -> Result<(), ApplyError> {
         let os = OsStr::from_bytes(name);
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
                 let mut hasher = self.file_hashes.as_ref().map(|_| blake3::Hasher::new());
-                let file = write_file(e, pfd, name, path, hasher.as_mut())?;
+                let apparent = match sparse {
+                    Some(s) => s.realsize,
+                    None => e.size(),
+                };
+                self.expand(apparent)?;
+                let mut file = create_file(pfd, name, path)?;
+                match sparse {
+                    Some(s) => {
+                        super::sparse::write_sparse(e, &mut file, s, path, hasher.as_mut())?;
+                    }
+                    None => {
+                        write_data(e, &mut file, path, hasher.as_mut())?;
+                    }
+                }
                 if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hasher) {
                     let ino = file.metadata().map_err(io_err("stat", path))?.ino();
                     hashes.insert(ino, h.finalize().to_hex().to_string());
@@ -189,6 +234,14 @@ impl Applier {
                 let h = e.header();
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                if kind == EntryType::Char
+                    && (major, minor) == (0, 0)
+                    && self.mode == WhiteoutMode::Overlay
+                {
+                    return Err(ApplyError::WhiteoutDevice {
+                        path: path.display(),
+                    });
+                }
                 let sflag = match kind {
                     EntryType::Char => SFlag::S_IFCHR,
                     EntryType::Block => SFlag::S_IFBLK,
@@ -321,15 +374,8 @@ fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     std::fs::set_permissions(proc_path, std::fs::Permissions::from_mode(mode & 0o7777))
 }
 
-/// Streams an entry's data into a new file, leaving holes where the data is zero, and
-/// feeds it to `hasher` if given.
-fn write_file<R: Read>(
-    e: &mut tar::Entry<'_, R>,
-    pfd: &OwnedFd,
-    name: &[u8],
-    path: &RelPath,
-    mut hasher: Option<&mut blake3::Hasher>,
-) -> Result<File, ApplyError> {
+/// A new file `name` under `pfd` (never following a symlink, never an existing file).
+fn create_file(pfd: &OwnedFd, name: &[u8], path: &RelPath) -> Result<File, ApplyError> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(
@@ -339,7 +385,17 @@ fn write_file<R: Read>(
         Mode::from_bits_truncate(0o600),
     )
     .map_err(fs_err("creating", path))?;
-    let mut file = File::from(fd);
+    Ok(File::from(fd))
+}
+
+/// Streams an entry's data into `file`, leaving holes where the data is zero, and feeds
+/// it to `hasher` if given.
+fn write_data<R: Read>(
+    e: &mut tar::Entry<'_, R>,
+    file: &mut File,
+    path: &RelPath,
+    mut hasher: Option<&mut blake3::Hasher>,
+) -> Result<(), ApplyError> {
     let mut buf = vec![0u8; CHUNK];
     let mut len = 0u64;
     loop {
@@ -360,7 +416,7 @@ fn write_file<R: Read>(
         len += n as u64;
     }
     file.set_len(len).map_err(io_err("sizing", path))?;
-    Ok(file)
+    Ok(())
 }
 
 /// Fills `buf` as far as the reader goes: short only at the end of the stream.

@@ -39,7 +39,11 @@ pub(crate) fn read_meta<R: Read>(
             let key = ext.key_bytes();
             let value = ext.value_bytes();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                xattrs.push((name.to_vec(), value.to_vec()));
+                // overlayfs's own xattrs would steer the mount (hide lower content,
+                // redirect reads): never taken from a layer, as containerd does not.
+                if !is_overlay_xattr(name) {
+                    xattrs.push((name.to_vec(), value.to_vec()));
+                }
             } else if key == b"uid" {
                 uid = parse_u64(value).ok_or_else(|| bad("PAX uid"))?;
             } else if key == b"gid" {
@@ -58,6 +62,11 @@ pub(crate) fn read_meta<R: Read>(
         mtime,
         xattrs,
     })
+}
+
+/// `trusted.overlay.*`: the xattrs overlayfs acts on in its layers.
+pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.")
 }
 
 /// A numeric header field left empty (all NUL or spaces) reads as 0, as Go's tar does.

@@ -17,6 +17,8 @@ pub(crate) use entry::is_meta_header;
 pub(crate) mod meta;
 pub(crate) mod path;
 mod resolve;
+mod settle;
+pub(crate) mod sparse;
 pub(crate) mod stream;
 mod whiteout;
 
@@ -26,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::compression::{Compression, CompressionError};
 pub use path::RelPath;
+pub use settle::{settle, Settled};
 
 /// How whiteouts in a layer are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +72,12 @@ pub struct ApplyStats {
     /// by inode number. Every file is created once and never written again, so the
     /// hash holds for that inode until something else changes the directory.
     pub file_hashes: HashMap<u64, String>,
+    /// Overlay mode: the whiteout devices made, as `/`-joined relative paths. Alone, a
+    /// layer cannot tell whether its lower layers have the names; see [`settle`].
+    pub whiteouts: Vec<Vec<u8>>,
+    /// Directories the layer had to create for its entries that no entry declared
+    /// (`/`-joined, relative); see [`settle`].
+    pub implicit_dirs: Vec<Vec<u8>>,
 }
 
 /// Errors from applying a layer. Paths are as named in the layer (after cleaning).
@@ -136,11 +145,18 @@ pub enum ApplyError {
         /// Which field.
         field: &'static str,
     },
-    /// The uncompressed stream exceeded `max_size`.
+    /// The uncompressed stream, or the files' apparent sizes (sparse files included),
+    /// exceeded `max_size`.
     #[error("layer expands beyond the {limit}-byte limit")]
     SizeLimit {
         /// The limit set.
         limit: u64,
+    },
+    /// A character device 0:0 that is not a whiteout: overlayfs would read it as one.
+    #[error("layer entry {path} is a character device 0:0, which overlayfs reads as a whiteout; use the native snapshotter (--snapshotter native) for this image")]
+    WhiteoutDevice {
+        /// The entry's path.
+        path: PathBuf,
     },
     /// The uncompressed stream's digest is not the one expected.
     #[error("layer diff_id mismatch: expected {expected}, found {found}")]
@@ -165,7 +181,7 @@ pub fn apply_layer(
         path: root.to_path_buf(),
         errno,
     })?;
-    let mut state = entry::Applier::new(root_fd, opts.whiteouts, opts.hash_files);
+    let mut state = entry::Applier::new(root_fd, opts.whiteouts, opts.hash_files, opts.max_size);
     let ((), stream) = stream::stream_layer(reader, opts.max_size, |chunks| {
         unpack_all(&mut tar::Archive::new(chunks), &mut state)
     })?;
@@ -175,6 +191,8 @@ pub fn apply_layer(
         size: stream.size,
         entries: state.entries,
         compression: stream.compression,
+        whiteouts: state.whiteouts.iter().cloned().collect(),
+        implicit_dirs: state.implicit.into_iter().collect(),
         file_hashes: state.file_hashes.unwrap_or_default(),
     })
 }

@@ -52,7 +52,10 @@ impl Applier {
                     OsStr::from_bytes(name),
                     Mode::from_bits_truncate(0o755),
                 ) {
-                    Ok(()) => self.touched.insert(dir),
+                    Ok(()) => {
+                        self.touched.insert(dir);
+                        self.implicit.insert(dir.joined());
+                    }
                     Err(Errno::EEXIST) => {}
                     Err(e) => return Err(fs_err("mkdir", dir)(e)),
                 }

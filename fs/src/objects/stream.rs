@@ -52,6 +52,12 @@ struct Builder<'a> {
     next_group: u64,
     entries: u64,
     now: (i64, i64),
+    /// Apparent bytes of the files stored, holes included, and their limit.
+    expanded: u64,
+    max_size: Option<u64>,
+    /// Directories made for entries that no entry declared: where a lower layer holds a
+    /// symlink, only an unpack onto the merged tree places their contents right.
+    implied: std::collections::BTreeSet<Vec<u8>>,
 }
 
 fn bad(_path: &RelPath, e: ApplyError) -> ObjectError {
@@ -79,6 +85,9 @@ pub(super) fn ingest_tar(
         next_group: 1,
         entries: 0,
         now: (now.as_secs() as i64, i64::from(now.subsec_nanos())),
+        expanded: 0,
+        max_size: opts.max_size,
+        implied: Default::default(),
     };
     b.tree.insert(
         Vec::new(),
@@ -89,12 +98,19 @@ pub(super) fn ingest_tar(
     })?;
     check_diff_id(opts.expected_diff_id.as_ref(), &stream)
         .map_err(|e| bad(&RelPath::default(), e))?;
+    if let Some(dir) = b.implied.first() {
+        return Err(ObjectError::NeedsUnpack {
+            path: std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir)),
+        });
+    }
     let stats = ApplyStats {
         diff_id: stream.diff_id,
         size: stream.size,
         entries: b.entries,
         compression: stream.compression,
         file_hashes: Default::default(),
+        whiteouts: Vec::new(),
+        implicit_dirs: Vec::new(),
     };
     Ok((b.tree.into_values().collect(), stats))
 }
@@ -114,7 +130,17 @@ impl Builder<'_> {
             return Ok(());
         }
         self.entries += 1;
-        let raw = e.path_bytes().into_owned();
+        let mut raw = e.path_bytes().into_owned();
+        let sparse = match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                let p = RelPath::clean(&raw);
+                crate::apply::sparse::pax_sparse(e, &p).map_err(|x| bad(&p, x))?
+            }
+            _ => None,
+        };
+        if let Some(s) = &sparse {
+            raw = s.name.clone();
+        }
         let path = RelPath::clean(&raw);
         let invalid = || {
             bad(
@@ -150,6 +176,9 @@ impl Builder<'_> {
         self.parents(&dir, &path)?;
         self.touch(&path);
         let key = path.joined();
+        if kind == EntryType::Directory {
+            self.implied.remove(&key);
+        }
         let existing = self.tree.get(&key).map(|x| x.kind);
         if kind == EntryType::Directory && existing == Some(EntryKind::Dir) {
             let d = self.tree.get_mut(&key).expect("just looked up");
@@ -160,7 +189,7 @@ impl Builder<'_> {
         if existing.is_some() {
             self.remove_all(&key);
         }
-        let mut node = self.node(e, kind, &path, &meta)?;
+        let mut node = self.node(e, kind, &path, &meta, sparse.as_ref())?;
         if was_whiteout && node.kind == EntryKind::Dir {
             add_xattr(&mut node, OPAQUE);
         }
@@ -175,6 +204,7 @@ impl Builder<'_> {
         kind: EntryType,
         path: &RelPath,
         meta: &Meta,
+        sparse: Option<&crate::apply::sparse::Sparse>,
     ) -> Result<Entry, ObjectError> {
         let key = path.joined();
         let ekind = match kind {
@@ -209,8 +239,15 @@ impl Builder<'_> {
                 let major = h.device_major().ok().flatten().unwrap_or(0);
                 let minor = h.device_minor().ok().flatten().unwrap_or(0);
                 n.rdev = libc::makedev(major, minor);
+                if ekind == EntryKind::Char && n.rdev == 0 {
+                    let path = path.display();
+                    return Err(bad(
+                        &RelPath::default(),
+                        ApplyError::WhiteoutDevice { path },
+                    ));
+                }
             }
-            EntryKind::File => self.write_object(e, &mut n, path)?,
+            EntryKind::File => self.write_object(e, &mut n, path, sparse)?,
             _ => {}
         }
         Ok(n)
@@ -259,43 +296,57 @@ impl Builder<'_> {
 
     /// Copies a file's content into a new object carrying the entry's metadata.
     fn write_object<R: Read>(
-        &self,
+        &mut self,
         e: &mut tar::Entry<'_, R>,
         n: &mut Entry,
         path: &RelPath,
+        sparse: Option<&crate::apply::sparse::Sparse>,
     ) -> Result<(), ObjectError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let tmp = self
             .staging
             .dir()
             .join(format!(".tmp-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
-        let result = self.fill(e, n, path, &tmp);
+        let result = self.fill(e, n, path, &tmp, sparse);
         let _ = fs::remove_file(&tmp);
         result
     }
 
     fn fill<R: Read>(
-        &self,
+        &mut self,
         e: &mut tar::Entry<'_, R>,
         n: &mut Entry,
         path: &RelPath,
         tmp: &std::path::Path,
+        sparse: Option<&crate::apply::sparse::Sparse>,
     ) -> Result<(), ObjectError> {
+        let apparent = sparse.map_or(e.size(), |s| s.realsize);
+        self.expanded = self.expanded.saturating_add(apparent);
+        if let Some(limit) = self.max_size.filter(|l| self.expanded > *l) {
+            return Err(bad(path, ApplyError::SizeLimit { limit }));
+        }
         let mut f = File::create_new(tmp).map_err(io_err("creating", tmp))?;
         let mut h = blake3::Hasher::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let k = match e.read(&mut buf) {
-                Ok(0) => break,
-                Ok(k) => k,
-                Err(x) if x.kind() == io::ErrorKind::Interrupted => continue,
-                Err(x) => return Err(read_err(x)),
-            };
-            h.update(&buf[..k]);
-            f.write_all(&buf[..k]).map_err(io_err("writing", tmp))?;
-            size += k as u64;
-        }
+        let size = match sparse {
+            Some(s) => crate::apply::sparse::write_sparse(e, &mut f, s, path, Some(&mut h))
+                .map_err(|x| bad(path, x))?,
+            None => {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut size = 0u64;
+                loop {
+                    let k = match e.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(k) => k,
+                        Err(x) if x.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(x) => return Err(read_err(x)),
+                    };
+                    h.update(&buf[..k]);
+                    f.write_all(&buf[..k]).map_err(io_err("writing", tmp))?;
+                    size += k as u64;
+                }
+                size
+            }
+        };
         std::os::unix::fs::fchown(&f, Some(n.uid), Some(n.gid)).map_err(io_err("chown", tmp))?;
         f.set_permissions(fs::Permissions::from_mode(n.mode))
             .map_err(io_err("chmod", tmp))?;
@@ -330,6 +381,7 @@ impl Builder<'_> {
                 }
                 None => {
                     self.touched.insert(key.clone());
+                    self.implied.insert(key.clone());
                     let d = Entry::bare(key.clone(), EntryKind::Dir, 0o755, self.now);
                     self.tree.insert(key, d);
                 }
@@ -390,6 +442,7 @@ impl Builder<'_> {
         let key = dir.joined();
         if !self.tree.contains_key(&key) {
             self.touched.insert(key.clone());
+            self.implied.insert(key.clone());
             let d = Entry::bare(key.clone(), EntryKind::Dir, 0o755, self.now);
             self.tree.insert(key.clone(), d);
         }
@@ -474,6 +527,22 @@ mod tests {
         v
     }
 
+    /// A directory no entry declares may shadow a lower layer's symlink: only an unpack
+    /// onto the merged tree places what is under it, so the index-only ingest declines.
+    #[test]
+    fn an_undeclared_parent_needs_an_unpack() {
+        let mut t = tar::Builder::new(Vec::new());
+        add(&mut t, EntryType::Regular, "sl/file", "", b"x");
+        let tar = t.into_inner().expect("tar");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStore::open(tmp.path()).expect("open");
+        let err = store
+            .ingest_tar("l", &tar[..], &ApplyOptions::default())
+            .expect_err("needs an unpack");
+        assert!(matches!(err, ObjectError::NeedsUnpack { .. }), "{err}");
+        assert!(store.index().layer("l").expect("read").is_none());
+    }
+
     /// The index-only ingest records what apply + a walk of the layer dir record.
     #[test]
     fn stream_index_equals_unpacked_layer_index() {
@@ -490,12 +559,15 @@ mod tests {
         );
         add(&mut t, EntryType::Symlink, "etc/sym", "/etc/passwd", b"");
         add(&mut t, EntryType::Fifo, "etc/fifo", "", b"");
+        add(&mut t, dir, "implicit/", "", b"");
+        add(&mut t, dir, "implicit/deep/", "", b"");
         add(&mut t, reg, "implicit/deep/file", "", b"deep");
         add(&mut t, reg, "../../escape", "", b"confined");
         add(&mut t, reg, "/abs", "", b"confined too");
         add(&mut t, reg, "twice", "", b"first");
         add(&mut t, reg, "twice", "", b"second");
         add(&mut t, reg, ".wh.gone", "", b"");
+        add(&mut t, dir, "opq/", "", b"");
         add(&mut t, reg, "opq/.wh..wh..opq", "", b"");
         add(&mut t, reg, "opq/kept", "", b"k");
         add(&mut t, reg, "etc/.wh.passwd-old", "", b"");
