@@ -13,6 +13,7 @@
 //!   runtime/<runtime>/        the OCI runtime's --root
 //!   fuse/<key>                the FUSE view under a FUSE-backed checkout
 //!   fuse/*.log                a FUSE server's stderr while it starts
+//!   apply/<key>               a layer applied onto its mounted lower layers
 //!   netns/<name>              network namespaces made with `berth net ns add`
 //! ```
 
@@ -91,6 +92,12 @@ impl Layout {
     /// Where the FUSE view under checkout snapshot `key` is mounted.
     pub fn fuse_lower(&self, key: &str) -> PathBuf {
         self.fuse().join(key)
+    }
+
+    /// Where a layer that must be applied onto its mounted lower layers is mounted
+    /// while it is (see `berth_fs::apply::settle`).
+    pub fn apply_mount(&self, key: &str) -> PathBuf {
+        self.run.join("apply").join(key)
     }
 
     /// The run root itself holds the network namespace directory (`netns/`).

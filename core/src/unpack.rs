@@ -8,8 +8,9 @@ use std::sync::Mutex;
 
 use berth_cas::image::Resolved;
 use berth_cas::lease::Lease;
+use berth_fs::apply::{settle, Settled};
 use berth_fs::snapshot::{self, SnapshotError, Snapshotter};
-use berth_fs::{apply_layer, ApplyOptions};
+use berth_fs::{apply_layer, ApplyOptions, ApplyStats, WhiteoutMode};
 
 use crate::error::{Error, Result};
 use crate::root::Root;
@@ -67,12 +68,12 @@ impl Unpack<'_> {
         if missing.is_empty() {
             return Ok(chain.last().cloned());
         }
-        let job = |i: usize, key: &str| -> Result<()> {
+        let job = |i: usize, key: &str| -> Result<ApplyStats> {
             state(i, LayerState::Unpacking);
             self.apply_one(image, i, key)
         };
         if self.snap.independent_layers() {
-            self.parallel(&chain, &missing, ready, &job)?;
+            self.parallel(image, &chain, &missing, ready, &job)?;
         } else {
             self.in_order(&chain, &missing, ready, &job)?;
         }
@@ -93,7 +94,7 @@ impl Unpack<'_> {
     }
 
     /// Decompresses and applies layer `i` into the prepared snapshot `key`.
-    fn apply_one(&self, image: &Resolved, i: usize, key: &str) -> Result<()> {
+    fn apply_one(&self, image: &Resolved, i: usize, key: &str) -> Result<ApplyStats> {
         let layer = &image.manifest.layers()[i];
         let wrap = |e: Error| Error::Layer {
             digest: layer.digest().to_string(),
@@ -131,7 +132,104 @@ impl Unpack<'_> {
             objects_ms = (started.elapsed() - applied).as_millis() as u64,
             "layer unpacked"
         );
-        Ok(())
+        Ok(stats)
+    }
+
+    /// Settles layer `i`, applied alone into `key`, against its committed lower layers
+    /// (see `berth_fs::apply::settle`). Returns the key to commit: `key`, or a new
+    /// extraction on the parent when the layer had to be applied again onto its mounted
+    /// lower layers (then committed as the parent's child already).
+    fn settle_layer(
+        &self,
+        image: &Resolved,
+        chain: &[String],
+        i: usize,
+        key: &str,
+        stats: &ApplyStats,
+    ) -> Result<(String, bool)> {
+        let lowers = match i.checked_sub(1) {
+            Some(p) => {
+                let mut dirs = vec![self.snap.fs_dir(&chain[p])?];
+                dirs.extend(self.snap.parent_dirs(&chain[p])?);
+                dirs
+            }
+            None => Vec::new(),
+        };
+        let dir = self.snap.fs_dir(key)?;
+        match settle(&dir, &lowers, stats)? {
+            Settled::Done { dropped: 0 } => Ok((key.to_string(), false)),
+            Settled::Done { dropped } => {
+                tracing::debug!(layer = i, dropped, "whiteouts of nothing dropped");
+                if self.snap.layers_as_objects() {
+                    self.root
+                        .objects()?
+                        .ingest_layer(&chain[i], &dir, true, &stats.file_hashes)?;
+                }
+                Ok((key.to_string(), false))
+            }
+            Settled::Ordered { path } => {
+                tracing::info!(
+                    layer = i,
+                    path = %path.display(),
+                    "a directory of the layer shadows a lower non-directory: applying it onto its lower layers"
+                );
+                let _ = self.snap.remove(key);
+                Ok((self.reapply(image, chain, i)?, true))
+            }
+        }
+    }
+
+    /// Applies layer `i` onto its mounted lower layers, as a sequential unpack does: the
+    /// mount resolves its paths through the merged tree (symlinks inside the root), and
+    /// its deletions become the overlay's own whiteouts and opaque directories.
+    fn reapply(&self, image: &Resolved, chain: &[String], i: usize) -> Result<String> {
+        let layer = &image.manifest.layers()[i];
+        let parent = i.checked_sub(1).map(|p| chain[p].as_str());
+        let key = self.prepare_extract(&chain[i], parent)?;
+        let target = self.root.layout().apply_mount(&key);
+        std::fs::create_dir_all(&target)
+            .map_err(Error::io(format!("creating {}", target.display())))?;
+        let mounted = self
+            .snap
+            .mounts(&key)
+            .map_err(Error::from)
+            .and_then(|m| Ok(berth_mount::mount_all(&m, &target)?));
+        let applied = mounted.and_then(|()| {
+            let blob = self.root.store().open_blob(layer.digest())?;
+            let opts = ApplyOptions {
+                whiteouts: WhiteoutMode::Delete,
+                max_size: self.root.max_layer_size,
+                expected_diff_id: Some(image.diff_ids()[i].clone()),
+                hash_files: false,
+            };
+            Ok(apply_layer(
+                std::io::BufReader::with_capacity(1 << 20, blob),
+                &target,
+                &opts,
+            )?)
+        });
+        let unmounted = berth_mount::unmount_recursive(&target);
+        let _ = std::fs::remove_dir(&target);
+        let result = applied.and_then(|_| Ok(unmounted?)).and_then(|()| {
+            let dir = self.snap.fs_dir(&key)?;
+            berth_fs::apply::scrub_overlay_xattrs(&dir)?;
+            if self.snap.layers_as_objects() {
+                self.root
+                    .objects()?
+                    .ingest_layer(&chain[i], &dir, true, &Default::default())?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(key),
+            Err(e) => {
+                let _ = self.snap.remove(&key);
+                Err(Error::Layer {
+                    digest: layer.digest().to_string(),
+                    source: Box::new(e),
+                })
+            }
+        }
     }
 
     /// Layers that need their parent applied first: apply base first as blobs arrive.
@@ -140,7 +238,7 @@ impl Unpack<'_> {
         chain: &[String],
         missing: &[usize],
         ready: Receiver<usize>,
-        job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
+        job: &(dyn Fn(usize, &str) -> Result<ApplyStats> + Sync),
     ) -> Result<()> {
         let mut arrived = vec![false; chain.len()];
         let mut next = 0;
@@ -159,7 +257,7 @@ impl Unpack<'_> {
             }
             let parent = i.checked_sub(1).map(|p| chain[p].as_str());
             let key = self.prepare_extract(&chain[i], parent)?;
-            self.finish(&key, &chain[i], None, job(i, &key))?;
+            self.finish(&key, &chain[i], None, job(i, &key).map(drop))?;
             next += 1;
         }
         Ok(())
@@ -169,10 +267,11 @@ impl Unpack<'_> {
     /// core as soon as its blob is there, then chain them base first.
     fn parallel(
         &self,
+        image: &Resolved,
         chain: &[String],
         missing: &[usize],
         ready: Receiver<usize>,
-        job: &(dyn Fn(usize, &str) -> Result<()> + Sync),
+        job: &(dyn Fn(usize, &str) -> Result<ApplyStats> + Sync),
     ) -> Result<()> {
         let workers = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
@@ -228,7 +327,13 @@ impl Unpack<'_> {
                 let _ = self.snap.remove(&key);
                 continue;
             }
-            if let Err(e) = self.finish(&key, &chain[i], Some(parent), result) {
+            let settled = result.and_then(|stats| self.settle_layer(image, chain, i, &key, &stats));
+            let committed = match settled {
+                Ok((key, true)) => self.finish(&key, &chain[i], None, Ok(())),
+                Ok((key, false)) => self.finish(&key, &chain[i], Some(parent), Ok(())),
+                Err(e) => self.finish(&key, &chain[i], Some(parent), Err(e)),
+            };
+            if let Err(e) = committed {
                 first_error = Some(e);
             }
         }
@@ -267,7 +372,7 @@ impl Unpack<'_> {
 }
 
 /// A layer's index, the extraction snapshot it went into (if one was made), and how it went.
-type Applied = (usize, Option<String>, Result<()>);
+type Applied = (usize, Option<String>, Result<ApplyStats>);
 
 fn never_arrived(i: usize) -> Error {
     Error::Unsupported(format!("layer {} of the image never arrived", i + 1))

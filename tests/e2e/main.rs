@@ -10,6 +10,7 @@ mod containers;
 mod core_lifecycle;
 mod fs_checkout;
 mod fs_crash;
+mod fs_fidelity;
 mod fs_fixtures;
 mod fs_hostile;
 mod network;

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use crate::compression::{Compression, CompressionError};
 pub use path::RelPath;
-pub use settle::{settle, Settled};
+pub use settle::{scrub_overlay_xattrs, settle, Settled};
 
 /// How whiteouts in a layer are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

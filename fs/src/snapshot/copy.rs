@@ -60,12 +60,12 @@ impl Copier {
         if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
         } else if ft.is_file() {
-            let mut from = File::open(src)?;
-            let mut to = fs::OpenOptions::new()
+            let from = File::open(src)?;
+            let to = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(dst)?;
-            io::copy(&mut from, &mut to)?;
+            copy_data(&from, &to, md.len())?;
         } else {
             let kind = if ft.is_char_device() {
                 SFlag::S_IFCHR
@@ -86,6 +86,39 @@ impl Copier {
         set_attrs(src, dst, &md)?;
         set_times(dst, &md)
     }
+}
+
+/// Copies a file's data region by region (SEEK_DATA / SEEK_HOLE), so holes stay holes,
+/// then sizes the copy.
+fn copy_data(from: &File, to: &File, len: u64) -> io::Result<()> {
+    use nix::unistd::{lseek, Whence};
+    use std::os::fd::AsFd;
+    let mut at: i64 = 0;
+    let end = len as i64;
+    while at < end {
+        let start = match lseek(from.as_fd(), at, Whence::SeekData) {
+            Ok(s) => s,
+            Err(nix::errno::Errno::ENXIO) => break, // only a hole is left
+            Err(e) => return Err(e.into()),
+        };
+        let stop = lseek(from.as_fd(), start, Whence::SeekHole)?.min(end);
+        let (mut src_off, mut dst_off) = (start, start);
+        while src_off < stop {
+            let want = (stop - src_off) as usize;
+            let n = nix::fcntl::copy_file_range(
+                from.as_fd(),
+                Some(&mut src_off),
+                to.as_fd(),
+                Some(&mut dst_off),
+                want,
+            )?;
+            if n == 0 {
+                break;
+            }
+        }
+        at = stop;
+    }
+    to.set_len(len)
 }
 
 /// Owner, then mode (chown clears setuid), then xattrs (chown clears capabilities).
