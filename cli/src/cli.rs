@@ -150,6 +150,8 @@ pub enum Command {
     Gc(GcArgs),
     /// Disk use of the store, by kind.
     Du,
+    /// Where the store is, its snapshotter, and how it keeps layers.
+    Info,
     /// Check the whole store (blobs, objects, snapshots, records); exit status 1 on any problem.
     #[command(
         after_help = "Examples:\n  berth fsck\n  berth fsck --repair   # quarantine corrupt blobs, drop records of lost ones, remove orphans\n  berth fsck --json | jq .problems"

@@ -102,8 +102,11 @@ impl Root {
     /// The snapshotter registered as `name`.
     pub fn snapshotter(&self, name: &str) -> Result<Arc<dyn Snapshotter>> {
         let name = self.snapshotters.canonical(name)?;
-        self.snapshotters
-            .get(&name, &self.layout.snapshotter(&name))
+        self.snapshotters.get(
+            &name,
+            &self.layout.snapshotter(&name),
+            &self.layout.objects(),
+        )
     }
 
     /// The name of the snapshotter new filesystems go into: the one asked for, else the
@@ -140,13 +143,21 @@ impl Root {
         Ok(out)
     }
 
-    /// The file-object store (opened on first use).
+    /// The file-object store (opened on first use). Its objects are content only when
+    /// the root's layers are stubs over them (see `berth_fs::objects::stubs`).
     pub fn objects(&self) -> Result<&ObjectStore> {
         if let Some(o) = self.objects.get() {
             return Ok(o);
         }
-        let opened = ObjectStore::open(&self.layout.objects())?;
+        let plain = self.layers_are_stubs()?;
+        let opened = ObjectStore::open(&self.layout.objects())?.with_plain_objects(plain);
         Ok(self.objects.get_or_init(|| opened))
+    }
+
+    /// Whether the default snapshotter keeps its layers as stubs over the objects.
+    pub fn layers_are_stubs(&self) -> Result<bool> {
+        let (_, snap) = self.default_snapshotter()?;
+        Ok(snap.data_dir().is_some())
     }
 
     /// Whether the object store was ever made (gc, du and fsck skip it otherwise).

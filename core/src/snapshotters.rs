@@ -11,8 +11,9 @@ use berth_fs::snapshot::{self, NativeSnapshotter, OverlaySnapshotter, SnapshotEr
 
 use crate::error::{Error, Result};
 
-/// Opens a snapshotter rooted at a directory.
-pub type Opener = fn(&Path) -> Result<Box<dyn Snapshotter>, SnapshotError>;
+/// Opens a snapshotter rooted at a directory, given the root's file-object store (which
+/// a snapshotter may use as the data of its layers).
+pub type Opener = fn(&Path, &Path) -> Result<Box<dyn Snapshotter>, SnapshotError>;
 
 /// The registry.
 pub struct Snapshotters {
@@ -21,11 +22,13 @@ pub struct Snapshotters {
     open: Mutex<HashMap<String, Arc<dyn Snapshotter>>>,
 }
 
-fn open_overlay(dir: &Path) -> Result<Box<dyn Snapshotter>, SnapshotError> {
-    Ok(Box::new(OverlaySnapshotter::open(dir)?))
+fn open_overlay(dir: &Path, objects: &Path) -> Result<Box<dyn Snapshotter>, SnapshotError> {
+    Ok(Box::new(OverlaySnapshotter::open_with_objects(
+        dir, objects,
+    )?))
 }
 
-fn open_native(dir: &Path) -> Result<Box<dyn Snapshotter>, SnapshotError> {
+fn open_native(dir: &Path, _objects: &Path) -> Result<Box<dyn Snapshotter>, SnapshotError> {
     Ok(Box::new(NativeSnapshotter::open(dir)?))
 }
 
@@ -74,14 +77,14 @@ impl Snapshotters {
     }
 
     /// The snapshotter `name`, opened under `dir` on first use.
-    pub fn get(&self, name: &str, dir: &Path) -> Result<Arc<dyn Snapshotter>> {
+    pub fn get(&self, name: &str, dir: &Path, objects: &Path) -> Result<Arc<dyn Snapshotter>> {
         let name = self.canonical(name)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = open.get(&name) {
             return Ok(s.clone());
         }
         let opener = self.openers[&name];
-        let s: Arc<dyn Snapshotter> = Arc::from(opener(dir)?);
+        let s: Arc<dyn Snapshotter> = Arc::from(opener(dir, objects)?);
         open.insert(name, s.clone());
         Ok(s)
     }

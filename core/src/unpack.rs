@@ -118,10 +118,8 @@ impl Unpack<'_> {
         .map_err(|e| wrap(Error::Apply(e)))?;
         let applied = started.elapsed();
         if objects {
-            self.root
-                .objects()?
-                .ingest_layer(&image.chain_ids()[i], &dir, true, &stats.file_hashes)
-                .map_err(|e| wrap(e.into()))?;
+            self.index_layer(&image.chain_ids()[i], &dir, &stats.file_hashes)
+                .map_err(wrap)?;
         }
         crate::faults::point("unpack-layer-applied");
         tracing::debug!(
@@ -133,6 +131,22 @@ impl Unpack<'_> {
             "layer unpacked"
         );
         Ok(stats)
+    }
+
+    /// Turns a finished layer directory into objects (stubs over them, or hard links to
+    /// them, as the snapshotter keeps its layers) and records its tree index.
+    fn index_layer(
+        &self,
+        chain_id: &str,
+        dir: &std::path::Path,
+        known: &std::collections::HashMap<u64, String>,
+    ) -> Result<()> {
+        let objects = self.root.objects()?;
+        match self.snap.data_dir() {
+            Some(_) => objects.ingest_stub_layer(chain_id, dir, known)?,
+            None => objects.ingest_layer(chain_id, dir, true, known)?,
+        };
+        Ok(())
     }
 
     /// Settles layer `i`, applied alone into `key`, against its committed lower layers
@@ -157,13 +171,13 @@ impl Unpack<'_> {
         };
         let dir = self.snap.fs_dir(key)?;
         match settle(&dir, &lowers, stats)? {
-            Settled::Done { dropped: 0 } => Ok((key.to_string(), false)),
             Settled::Done { dropped } => {
-                tracing::debug!(layer = i, dropped, "whiteouts of nothing dropped");
-                if self.snap.layers_as_objects() {
-                    self.root
-                        .objects()?
-                        .ingest_layer(&chain[i], &dir, true, &stats.file_hashes)?;
+                if dropped > 0 {
+                    tracing::debug!(layer = i, dropped, "whiteouts of nothing dropped");
+                }
+                let split = self.split_link_groups(chain, i, &dir)?;
+                if (dropped > 0 || split) && self.snap.layers_as_objects() {
+                    self.index_layer(&chain[i], &dir, &stats.file_hashes)?;
                 }
                 Ok((key.to_string(), false))
             }
@@ -177,6 +191,18 @@ impl Unpack<'_> {
                 Ok((self.reapply(image, chain, i)?, true))
             }
         }
+    }
+
+    /// Stub layers: gives names of a lower hard-link group that layer `i` partly hides
+    /// their own inode (see `ObjectStore::split_link_groups`). Returns whether it did.
+    fn split_link_groups(&self, chain: &[String], i: usize, dir: &std::path::Path) -> Result<bool> {
+        if self.snap.data_dir().is_none() || i == 0 {
+            return Ok(false);
+        }
+        Ok(self
+            .root
+            .objects()?
+            .split_link_groups(&chain[i], dir, &chain[..i])?)
     }
 
     /// Applies layer `i` onto its mounted lower layers, as a sequential unpack does: the
@@ -214,9 +240,10 @@ impl Unpack<'_> {
             let dir = self.snap.fs_dir(&key)?;
             berth_fs::apply::scrub_overlay_xattrs(&dir)?;
             if self.snap.layers_as_objects() {
-                self.root
-                    .objects()?
-                    .ingest_layer(&chain[i], &dir, true, &Default::default())?;
+                self.index_layer(&chain[i], &dir, &Default::default())?;
+                if self.split_link_groups(chain, i, &dir)? {
+                    self.index_layer(&chain[i], &dir, &Default::default())?;
+                }
             }
             Ok(())
         });

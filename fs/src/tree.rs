@@ -32,6 +32,9 @@ pub struct Node {
     pub rdev: Option<(u64, u64)>,
     /// Extended attributes (without `trusted.overlay.*` and `security.selinux`).
     pub xattrs: BTreeMap<String, Vec<u8>>,
+    /// Link count of a non-directory (what `stat` says: tar's hardlink detection, `du`
+    /// and `find -links` read it); 0 for directories, whose counts are the filesystem's.
+    pub nlink: u64,
     /// Files sharing an inode get the same group number (the index of the group's first
     /// path in sorted order); `None` for files alone on their inode.
     pub hardlink_group: Option<usize>,
@@ -165,6 +168,7 @@ fn node_differences(p: &Path, a: &Node, b: &Node, mtimes: bool) -> Vec<String> {
         format!("{:?}", b.target),
     );
     check("device", format!("{:?}", a.rdev), format!("{:?}", b.rdev));
+    check("nlink", a.nlink.to_string(), b.nlink.to_string());
     check(
         "xattrs",
         format!("{:?}", a.xattrs),
@@ -213,6 +217,7 @@ fn scan_node(abs: &Path, md: &fs::Metadata) -> io::Result<Node> {
         }),
         xattrs,
         hardlink_group: None,
+        nlink: if kind == NodeKind::Dir { 0 } else { md.nlink() },
         mtime: (md.mtime(), md.mtime_nsec()),
     })
 }

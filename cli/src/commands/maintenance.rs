@@ -128,6 +128,20 @@ pub fn du(ctx: &Context, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+pub fn info(ctx: &Context, out: &mut dyn Write) -> Result<()> {
+    let i = ctx.root()?.info()?;
+    if ctx.json {
+        return output::json(out, &i);
+    }
+    writeln!(out, "root:         {}", i.root)?;
+    writeln!(out, "run root:     {}", i.run_root)?;
+    writeln!(out, "snapshotter:  {}", i.snapshotter)?;
+    writeln!(out, "layers:       {}: {}", i.layers, i.layers_note)?;
+    writeln!(out, "kernel:       {}", i.kernel)?;
+    writeln!(out, "namespaces:   {}", i.namespaces.join(", "))?;
+    Ok(())
+}
+
 pub fn fsck(ctx: &Context, a: FsckArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let r = ctx.root()?.fsck(a.repair)?;
     let status = if r.is_sound() {

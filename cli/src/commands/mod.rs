@@ -46,6 +46,7 @@ pub fn dispatch(args: Cli) -> Result<ExitCode> {
         Command::Snapshots(a) => maintenance::snapshots(&ctx, a, out),
         Command::Gc(a) => maintenance::gc(&ctx, a, out),
         Command::Du => maintenance::du(&ctx, out),
+        Command::Info => maintenance::info(&ctx, out),
         Command::Fsck(a) => return maintenance::fsck(&ctx, a, out),
         Command::Events(a) => maintenance::events(&ctx, a, out),
         Command::Namespaces(a) => maintenance::namespaces(&ctx, a, out),

@@ -52,7 +52,8 @@ fn check(
 }
 
 /// Mounts an overlay at `target` from mount(8)-style data options and flags, sending
-/// each `lowerdir` entry as its own `lowerdir+`.
+/// each `lowerdir` entry as its own `lowerdir+` (and each data-only one, after `::`, as
+/// `datadir+`).
 pub(crate) fn mount_overlay(data: &str, flags: MsFlags, target: &Path) -> Result<(), MountError> {
     let fstype = cstr(b"overlay", target)?;
     // SAFETY: fstype is a valid NUL-terminated string; the returned fd is checked and owned below.
@@ -66,8 +67,13 @@ pub(crate) fn mount_overlay(data: &str, flags: MsFlags, target: &Path) -> Result
     for opt in data.split(',').filter(|o| !o.is_empty()) {
         match opt.split_once('=') {
             Some(("lowerdir", dirs)) => {
-                for dir in dirs.split(':') {
+                // `a:b::data`: regular lower layers, then data-only ones after `::`.
+                let mut parts = dirs.split("::");
+                for dir in parts.next().unwrap_or_default().split(':') {
                     set_string(&fs, "lowerdir+", dir, target)?;
+                }
+                for dir in parts {
+                    set_string(&fs, "datadir+", dir, target)?;
                 }
             }
             Some((k, v)) => set_string(&fs, k, v, target)?,

@@ -141,6 +141,40 @@ fn visible(lowers: &[PathBuf], path: &[u8]) -> Result<Option<Found>, ApplyError>
     Ok(None)
 }
 
+/// Removes the xattrs overlayfs leaves in an upper directory for its own bookkeeping
+/// (`trusted.overlay.impure`, `.origin`, ...) from every entry under `dir`, keeping
+/// `trusted.overlay.opaque`: an upper that becomes a layer must say only what a layer
+/// says. Symlinks are not followed.
+pub fn scrub_overlay_xattrs(dir: &Path) -> Result<(), ApplyError> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let fs_err = |op| {
+            let p = p.clone();
+            move |source| ApplyError::Fs {
+                op,
+                path: p,
+                source,
+            }
+        };
+        let md = std::fs::symlink_metadata(&p).map_err(fs_err("stat"))?;
+        if md.file_type().is_symlink() {
+            continue;
+        }
+        for name in xattr::list(&p).map_err(fs_err("listing xattrs of"))? {
+            let n = name.as_bytes();
+            if n.starts_with(b"trusted.overlay.") && n != b"trusted.overlay.opaque" {
+                xattr::remove(&p, &name).map_err(fs_err("removing an overlay xattr from"))?;
+            }
+        }
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p).map_err(fs_err("listing"))? {
+                stack.push(e.map_err(fs_err("listing"))?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,38 +270,4 @@ mod tests {
             }
         );
     }
-}
-
-/// Removes the xattrs overlayfs leaves in an upper directory for its own bookkeeping
-/// (`trusted.overlay.impure`, `.origin`, ...) from every entry under `dir`, keeping
-/// `trusted.overlay.opaque`: an upper that becomes a layer must say only what a layer
-/// says. Symlinks are not followed.
-pub fn scrub_overlay_xattrs(dir: &Path) -> Result<(), ApplyError> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let fs_err = |op| {
-            let p = p.clone();
-            move |source| ApplyError::Fs {
-                op,
-                path: p,
-                source,
-            }
-        };
-        let md = std::fs::symlink_metadata(&p).map_err(fs_err("stat"))?;
-        if md.file_type().is_symlink() {
-            continue;
-        }
-        for name in xattr::list(&p).map_err(fs_err("listing xattrs of"))? {
-            let n = name.as_bytes();
-            if n.starts_with(b"trusted.overlay.") && n != b"trusted.overlay.opaque" {
-                xattr::remove(&p, &name).map_err(fs_err("removing an overlay xattr from"))?;
-            }
-        }
-        if md.is_dir() {
-            for e in std::fs::read_dir(&p).map_err(fs_err("listing"))? {
-                stack.push(e.map_err(fs_err("listing"))?.path());
-            }
-        }
-    }
-    Ok(())
 }

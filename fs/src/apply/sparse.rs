@@ -56,12 +56,10 @@ pub(crate) fn pax_sparse<R: Read>(
                 realsize =
                     Some(number(ext.value_bytes()).ok_or_else(|| bad("GNU.sparse.realsize"))?)
             }
-            k if k.starts_with(b"GNU.sparse.") => {
-                // 0.0 and 0.1 keep their map in records: not supported, and not to be
-                // unpacked as a file of the wrong shape either.
-                if major.is_none() {
-                    major = Some(b"0".to_vec());
-                }
+            // 0.0 and 0.1 keep their map in records: not supported, and not to be
+            // unpacked as a file of the wrong shape either.
+            k if k.starts_with(b"GNU.sparse.") && major.is_none() => {
+                major = Some(b"0".to_vec());
             }
             _ => {}
         }

@@ -8,7 +8,7 @@
 
 mod prefetch;
 mod serve;
-mod view;
+pub(crate) mod view;
 
 use std::io;
 use std::path::Path;

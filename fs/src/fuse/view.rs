@@ -60,26 +60,47 @@ fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Merges layer indexes (base first) with overlayfs's rules: path → (entry, layer).
+/// Orphans (entries whose parent was replaced by a non-directory) may remain; callers
+/// that walk from the root never reach them.
+pub(crate) fn merge(layers: Vec<Vec<Entry>>) -> BTreeMap<Vec<u8>, (Entry, usize)> {
+    let mut tree: BTreeMap<Vec<u8>, (Entry, usize)> = BTreeMap::new();
+    for (li, layer) in layers.into_iter().enumerate() {
+        for e in layer {
+            let existing_dir = tree
+                .get(&e.path)
+                .is_some_and(|(x, _)| x.kind == EntryKind::Dir);
+            if e.is_whiteout() {
+                tree.remove(&e.path);
+                remove_below(&mut tree, &e.path);
+                continue;
+            }
+            if existing_dir && (e.kind != EntryKind::Dir || e.is_opaque()) {
+                remove_below(&mut tree, &e.path);
+            }
+            tree.insert(e.path.clone(), (e, li));
+        }
+    }
+    tree
+}
+
+/// Whether every ancestor of `path` in `tree` is a directory (the path is reachable).
+pub(crate) fn reachable(tree: &BTreeMap<Vec<u8>, (Entry, usize)>, path: &[u8]) -> bool {
+    let mut at = 0;
+    while let Some(i) = path[at..].iter().position(|b| *b == b'/') {
+        let dir = &path[..at + i];
+        if !tree.get(dir).is_some_and(|(e, _)| e.kind == EntryKind::Dir) {
+            return false;
+        }
+        at += i + 1;
+    }
+    true
+}
+
 impl View {
     /// Merges `layers` (base first).
     pub fn build(layers: Vec<Vec<Entry>>) -> View {
-        let mut tree: BTreeMap<Vec<u8>, (Entry, usize)> = BTreeMap::new();
-        for (li, layer) in layers.into_iter().enumerate() {
-            for e in layer {
-                let existing_dir = tree
-                    .get(&e.path)
-                    .is_some_and(|(x, _)| x.kind == EntryKind::Dir);
-                if e.is_whiteout() {
-                    tree.remove(&e.path);
-                    remove_below(&mut tree, &e.path);
-                    continue;
-                }
-                if existing_dir && (e.kind != EntryKind::Dir || e.is_opaque()) {
-                    remove_below(&mut tree, &e.path);
-                }
-                tree.insert(e.path.clone(), (e, li));
-            }
-        }
+        let mut tree = merge(layers);
         tree.entry(Vec::new()).or_insert_with(|| (root_entry(), 0));
         Self::number(tree)
     }

@@ -52,11 +52,26 @@ pub(super) fn meta_key(e: &Entry) -> String {
 }
 
 /// One walked node and its inode before any relinking.
-struct Walked {
-    entry: Entry,
-    abs: PathBuf,
-    ino: u64,
-    nlink: u64,
+pub(super) struct Walked {
+    pub entry: Entry,
+    pub abs: PathBuf,
+    pub ino: u64,
+    pub nlink: u64,
+}
+
+/// Gives the names of each multiply-linked inode one link group.
+pub(super) fn mark_link_groups(walked: &mut [Walked]) {
+    let mut links: HashMap<u64, usize> = HashMap::new();
+    for w in walked.iter() {
+        if w.entry.kind != EntryKind::Dir && w.nlink > 1 {
+            *links.entry(w.ino).or_default() += 1;
+        }
+    }
+    for w in walked.iter_mut() {
+        if links.get(&w.ino).copied().unwrap_or(0) > 1 {
+            w.entry.link_group = Some(w.ino);
+        }
+    }
 }
 
 /// A layer file and the object it is to become a name of.
@@ -70,17 +85,9 @@ pub(super) fn ingest(
 ) -> Result<(Vec<Entry>, Vec<Link>), ObjectError> {
     let mut walked = walk(root)?;
     let mut ids: HashMap<u64, String> = HashMap::new();
-    let mut links: HashMap<u64, usize> = HashMap::new();
     let mut links_to_make = Vec::new();
-    for w in &walked {
-        if w.entry.kind != EntryKind::Dir && w.nlink > 1 {
-            *links.entry(w.ino).or_default() += 1;
-        }
-    }
+    mark_link_groups(&mut walked);
     for w in &mut walked {
-        if links.get(&w.ino).copied().unwrap_or(0) > 1 {
-            w.entry.link_group = Some(w.ino);
-        }
         if w.entry.kind != EntryKind::File {
             continue;
         }
@@ -115,7 +122,7 @@ pub(super) fn link_all(
     Ok(())
 }
 
-fn walk(root: &Path) -> Result<Vec<Walked>, ObjectError> {
+pub(super) fn walk(root: &Path) -> Result<Vec<Walked>, ObjectError> {
     let mut out = Vec::new();
     let mut stack = vec![Vec::<u8>::new()];
     while let Some(rel) = stack.pop() {
@@ -156,6 +163,13 @@ fn entry_of(abs: &Path, path: Vec<u8>, md: &Metadata) -> Result<Entry, ObjectErr
     })?;
     let mut xattrs = Vec::new();
     for name in xattr::list(abs).map_err(io_err("listing xattrs of", abs))? {
+        let n = name.as_bytes();
+        // A stub's own xattrs say where its content is, not what the image says.
+        if n == super::stubs::METACOPY_XATTR.as_bytes()
+            || n == super::stubs::REDIRECT_XATTR.as_bytes()
+        {
+            continue;
+        }
         if let Some(v) = xattr::get(abs, &name).map_err(io_err("reading xattr of", abs))? {
             xattrs.push((name.as_bytes().to_vec(), v));
         }

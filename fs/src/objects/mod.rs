@@ -28,6 +28,8 @@ mod index;
 mod ingest;
 mod staging;
 mod stream;
+mod stubs;
+pub use stubs::{redirect_of, stub_object, METACOPY_XATTR, REDIRECT_XATTR};
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -105,6 +107,9 @@ pub(crate) fn io_err<'a>(
 pub struct ObjectStore {
     dir: PathBuf,
     index: Index,
+    /// Objects are content only, named by blake3 (for stub layers, which carry the
+    /// metadata); otherwise each carries its file's metadata and a key of it.
+    plain: bool,
 }
 
 /// What [`ObjectStore::gc`] removed.
@@ -151,7 +156,14 @@ impl ObjectStore {
         Ok(ObjectStore {
             dir: dir.to_path_buf(),
             index: Index::open(&dir.join("index.db"))?,
+            plain: false,
         })
+    }
+
+    /// Makes new objects of index-only ingests content-only (see [`ObjectStore::plain`]).
+    pub fn with_plain_objects(mut self, plain: bool) -> Self {
+        self.plain = plain;
+        self
     }
 
     /// The object root.
@@ -202,7 +214,7 @@ impl ObjectStore {
         opts: &crate::apply::ApplyOptions,
     ) -> Result<crate::apply::ApplyStats, ObjectError> {
         let staging = staging::Staging::new(&self.dir)?;
-        let (entries, stats) = stream::ingest_tar(&staging, reader, opts)?;
+        let (entries, stats) = stream::ingest_tar(&staging, self.plain, reader, opts)?;
         self.index
             .put_layer_with(key, &entries, || staging.publish(self))?;
         Ok(stats)

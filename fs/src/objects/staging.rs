@@ -81,6 +81,26 @@ impl Staging {
         Ok(())
     }
 
+    /// Stages the existing file `file` as object `id` (a new name of its inode), unless
+    /// the store or this staging has it already.
+    pub(super) fn stage_link(
+        &self,
+        file: &Path,
+        id: &str,
+        store: &ObjectStore,
+    ) -> Result<(), ObjectError> {
+        let dest = self.dir.join(id);
+        if store.path(id).exists() || dest.exists() {
+            return Ok(());
+        }
+        fs::hard_link(file, &dest).map_err(io_err("staging", file))?;
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(id.to_string());
+        Ok(())
+    }
+
     /// Links every staged object under its id in `store` (present already: the same
     /// content and metadata, stored once). Call it inside the index transaction.
     pub(super) fn publish(&self, store: &ObjectStore) -> Result<(), ObjectError> {

@@ -44,6 +44,8 @@ const OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
 /// The layer's tree as it is built, keyed by joined path.
 struct Builder<'a> {
     staging: &'a Staging,
+    /// Content-only objects (stub layers), named by their blake3 alone.
+    plain: bool,
     tree: BTreeMap<Vec<u8>, Entry>,
     /// Paths this layer created, with their ancestors (whiteouts must spare them).
     touched: HashSet<Vec<u8>>,
@@ -71,6 +73,7 @@ fn read_err(e: io::Error) -> ObjectError {
 /// Streams one (compressed) layer into objects and returns its index and stats.
 pub(super) fn ingest_tar(
     staging: &Staging,
+    plain: bool,
     reader: impl Read + Send,
     opts: &ApplyOptions,
 ) -> Result<(Vec<Entry>, ApplyStats), ObjectError> {
@@ -79,6 +82,7 @@ pub(super) fn ingest_tar(
         .unwrap_or_default();
     let mut b = Builder {
         staging,
+        plain,
         tree: BTreeMap::new(),
         touched: HashSet::new(),
         whiteouts: HashSet::new(),
@@ -347,20 +351,28 @@ impl Builder<'_> {
                 size
             }
         };
-        std::os::unix::fs::fchown(&f, Some(n.uid), Some(n.gid)).map_err(io_err("chown", tmp))?;
-        f.set_permissions(fs::Permissions::from_mode(n.mode))
-            .map_err(io_err("chmod", tmp))?;
-        for (k, v) in &n.xattrs {
-            f.set_xattr(std::ffi::OsStr::from_bytes(k), v)
-                .map_err(|x| bad(path, set_xattr_err(path, x)))?;
+        if !self.plain {
+            // The same inode a `links` layer would link to: its metadata is the file's.
+            std::os::unix::fs::fchown(&f, Some(n.uid), Some(n.gid))
+                .map_err(io_err("chown", tmp))?;
+            f.set_permissions(fs::Permissions::from_mode(n.mode))
+                .map_err(io_err("chmod", tmp))?;
+            for (k, v) in &n.xattrs {
+                f.set_xattr(std::ffi::OsStr::from_bytes(k), v)
+                    .map_err(|x| bad(path, set_xattr_err(path, x)))?;
+            }
+            let t = to_system_time(n.mtime);
+            f.set_times(FileTimes::new().set_accessed(t).set_modified(t))
+                .map_err(io_err("setting times of", tmp))?;
         }
-        let t = to_system_time(n.mtime);
-        f.set_times(FileTimes::new().set_accessed(t).set_modified(t))
-            .map_err(io_err("setting times of", tmp))?;
         let md = f.metadata().map_err(io_err("stat", tmp))?;
         n.size = size;
         n.blocks = md.blocks() * 512;
-        let id = format!("{}-{}", h.finalize().to_hex(), meta_key(n));
+        let hash = h.finalize().to_hex();
+        let id = match self.plain {
+            true => hash.to_string(),
+            false => format!("{hash}-{}", meta_key(n)),
+        };
         self.staging.stage(tmp, &id)?;
         n.object = Some(id);
         Ok(())

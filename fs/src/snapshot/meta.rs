@@ -394,6 +394,8 @@ impl Store {
                     continue;
                 }
                 let p = e.path();
+                // A killed process may have left a view mounted inside it.
+                berth_mount::unmount_recursive(&p)?;
                 let away = self.temp_dir("rm");
                 std::fs::rename(&p, &away).map_err(io_err("renaming unreferenced", &p))?;
                 doomed.push((p, away));

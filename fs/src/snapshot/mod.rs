@@ -238,6 +238,12 @@ pub trait Snapshotter: Send + Sync {
     fn layers_as_objects(&self) -> bool {
         self.kind() == SnapshotterKind::Overlay
     }
+    /// With layers stored as stubs over content objects (see `objects::stubs`): the
+    /// object directory mounted as their data-only lower layer. Layers must then be
+    /// turned into stubs before they are committed.
+    fn data_dir(&self) -> Option<&Path> {
+        None
+    }
     /// Whether an active snapshot can stack on a foreign lower directory given by the
     /// [`LOWER_LABEL`] label (a FUSE view), instead of on committed parents.
     fn supports_lower_label(&self) -> bool {
