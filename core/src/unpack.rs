@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use berth_cas::image::Resolved;
 use berth_cas::lease::Lease;
 use berth_fs::apply::{settle, Settled};
+use berth_fs::objects::Staging;
 use berth_fs::snapshot::{self, SnapshotError, Snapshotter};
 use berth_fs::{apply_layer, ApplyOptions, ApplyStats, WhiteoutMode};
 
@@ -103,11 +104,18 @@ impl Unpack<'_> {
         let blob = self.root.store().open_blob(layer.digest())?;
         let dir = self.snap.fs_dir(key)?;
         let objects = self.snap.layers_as_objects();
+        // Stub layers: the apply writes stubs itself, content straight into a staging
+        // directory, so the layer is not written twice.
+        let staging = match self.snap.data_dir() {
+            Some(_) => Some(self.root.objects()?.staging()?),
+            None => None,
+        };
         let opts = ApplyOptions {
             whiteouts: self.snap.whiteout_mode(),
             max_size: self.root.max_layer_size,
             expected_diff_id: Some(image.diff_ids()[i].clone()),
             hash_files: objects,
+            stubs: staging.as_ref().map(|s| s.dir().to_path_buf()),
         };
         let started = std::time::Instant::now();
         let stats = apply_layer(
@@ -118,7 +126,8 @@ impl Unpack<'_> {
         .map_err(|e| wrap(Error::Apply(e)))?;
         let applied = started.elapsed();
         if objects {
-            self.index_layer(&image.chain_ids()[i], &dir, &stats.file_hashes)
+            let applied = staging.as_ref().map(|s| (s, &stats.file_blocks));
+            self.index_layer(&image.chain_ids()[i], &dir, &stats.file_hashes, applied)
                 .map_err(wrap)?;
         }
         crate::faults::point("unpack-layer-applied");
@@ -140,10 +149,11 @@ impl Unpack<'_> {
         chain_id: &str,
         dir: &std::path::Path,
         known: &std::collections::HashMap<u64, String>,
+        applied: Option<(&Staging, &std::collections::HashMap<u64, u64>)>,
     ) -> Result<()> {
         let objects = self.root.objects()?;
         match self.snap.data_dir() {
-            Some(_) => objects.ingest_stub_layer(chain_id, dir, known)?,
+            Some(_) => objects.ingest_stub_layer(chain_id, dir, known, applied)?,
             None => objects.ingest_layer(chain_id, dir, true, known)?,
         };
         Ok(())
@@ -177,7 +187,7 @@ impl Unpack<'_> {
                 }
                 let split = self.split_link_groups(chain, i, &dir)?;
                 if (dropped > 0 || split) && self.snap.layers_as_objects() {
-                    self.index_layer(&chain[i], &dir, &stats.file_hashes)?;
+                    self.index_layer(&chain[i], &dir, &stats.file_hashes, None)?;
                 }
                 Ok((key.to_string(), false))
             }
@@ -227,6 +237,7 @@ impl Unpack<'_> {
                 max_size: self.root.max_layer_size,
                 expected_diff_id: Some(image.diff_ids()[i].clone()),
                 hash_files: false,
+                stubs: None,
             };
             Ok(apply_layer(
                 std::io::BufReader::with_capacity(1 << 20, blob),
@@ -240,9 +251,9 @@ impl Unpack<'_> {
             let dir = self.snap.fs_dir(&key)?;
             berth_fs::apply::scrub_overlay_xattrs(&dir)?;
             if self.snap.layers_as_objects() {
-                self.index_layer(&chain[i], &dir, &Default::default())?;
+                self.index_layer(&chain[i], &dir, &Default::default(), None)?;
                 if self.split_link_groups(chain, i, &dir)? {
-                    self.index_layer(&chain[i], &dir, &Default::default())?;
+                    self.index_layer(&chain[i], &dir, &Default::default(), None)?;
                 }
             }
             Ok(())

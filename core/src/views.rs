@@ -148,7 +148,7 @@ pub(crate) fn index_image(
         if snap.stat(key).is_ok_and(|s| s.kind == Kind::Committed) {
             let dir = snap.fs_dir(key)?;
             match snap.data_dir() {
-                Some(_) => objects.ingest_stub_layer(key, &dir, &Default::default())?,
+                Some(_) => objects.ingest_stub_layer(key, &dir, &Default::default(), None)?,
                 None => objects.ingest_layer(key, &dir, false, &Default::default())?,
             };
         } else {

@@ -37,6 +37,9 @@ pub(super) struct Applier {
     pub entries: u64,
     /// blake3 of each regular file written, by inode (when asked for).
     pub file_hashes: Option<HashMap<u64, String>>,
+    /// With stubs: the staging directory content goes to, and each content's blocks.
+    stubs: Option<OwnedFd>,
+    pub file_blocks: HashMap<u64, u64>,
     /// Directories created for entries that no entry declared (yet).
     pub implicit: std::collections::BTreeSet<Vec<u8>>,
     /// Apparent bytes of the files written, holes included, and their limit.
@@ -74,9 +77,22 @@ impl Applier {
             entries: 0,
             file_hashes: hash_files.then(HashMap::new),
             implicit: Default::default(),
+            stubs: None,
+            file_blocks: HashMap::new(),
             expanded: 0,
             max_size,
         }
+    }
+
+    /// Writes regular files as stubs, their content into the directory `dir`.
+    pub fn stubs_into(&mut self, dir: &std::path::Path) -> nix::Result<()> {
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        self.stubs = Some(fd);
+        Ok(())
     }
 
     /// Counts a file's apparent size against the layer's limit.
@@ -208,7 +224,12 @@ impl Applier {
                     None => e.size(),
                 };
                 self.expand(apparent)?;
-                let mut file = create_file(pfd, name, path)?;
+                let tmp = self.stubs.as_ref().map(|_| next_tmp_name());
+                let (dfd, dname) = match (&self.stubs, &tmp) {
+                    (Some(staging), Some(t)) => (staging, t.as_bytes()),
+                    _ => (pfd, name),
+                };
+                let mut file = create_file(dfd, dname, path)?;
                 match sparse {
                     Some(s) => {
                         super::sparse::write_sparse(e, &mut file, s, path, hasher.as_mut())?;
@@ -217,9 +238,21 @@ impl Applier {
                         write_data(e, &mut file, path, hasher.as_mut())?;
                     }
                 }
-                if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hasher) {
-                    let ino = file.metadata().map_err(io_err("stat", path))?.ino();
-                    hashes.insert(ino, h.finalize().to_hex().to_string());
+                let hash = hasher.map(|h| h.finalize().to_hex().to_string());
+                let written = file.metadata().map_err(io_err("stat", path))?;
+                drop(file);
+                let ino = match (&self.stubs, &tmp, &hash) {
+                    (Some(staging), Some(tmp), Some(id)) => {
+                        stage(staging, tmp, id).map_err(fs_err("staging the content of", path))?;
+                        let stub = make_stub(pfd, name, apparent, id)
+                            .map_err(fs_err("making the stub", path))?;
+                        self.file_blocks.insert(stub, written.blocks() * 512);
+                        stub
+                    }
+                    _ => written.ino(),
+                };
+                if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hash) {
+                    hashes.insert(ino, h);
                 }
                 Ok(())
             }
@@ -372,6 +405,44 @@ fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     )?;
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     std::fs::set_permissions(proc_path, std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
+/// A name for content being written into the staging dir (never an object id).
+fn next_tmp_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(".apply-{}-{n}", std::process::id())
+}
+
+/// Names the finished content `tmp` in the staging dir by its id (kept once).
+fn stage(staging: &OwnedFd, tmp: &str, id: &str) -> nix::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    match renameat2(
+        staging.as_fd(),
+        OsStr::new(tmp),
+        staging.as_fd(),
+        OsStr::new(id),
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Err(Errno::EEXIST) => nix::unistd::unlinkat(staging.as_fd(), OsStr::new(tmp), nix::unistd::UnlinkatFlags::NoRemoveDir),
+        other => other,
+    }
+}
+
+/// A metacopy stub `name` under `pfd`: empty, `size` long, redirecting to object `id`;
+/// returns its inode. Owner, mode, xattrs and times follow as for any file.
+fn make_stub(pfd: &OwnedFd, name: &[u8], size: u64, id: &str) -> nix::Result<u64> {
+    use xattr::FileExt;
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(pfd.as_fd(), OsStr::from_bytes(name), flags, Mode::from_bits_truncate(0o600))?;
+    let f = File::from(fd);
+    let errno = |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+    f.set_len(size).map_err(errno)?;
+    f.set_xattr(crate::objects::METACOPY_XATTR, b"").map_err(errno)?;
+    f.set_xattr(crate::objects::REDIRECT_XATTR, crate::objects::redirect_of(id).as_bytes())
+        .map_err(errno)?;
+    Ok(f.metadata().map_err(errno)?.ino())
 }
 
 /// A new file `name` under `pfd` (never following a symlink, never an existing file).

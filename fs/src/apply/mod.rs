@@ -55,6 +55,9 @@ pub struct ApplyOptions {
     /// [`ApplyStats::file_hashes`]), so deduplicating the layer afterwards need not read
     /// every file again.
     pub hash_files: bool,
+    /// Write regular files as overlay metacopy stubs, their content into this staging
+    /// directory named by blake3 (see `objects::stubs`; implies `hash_files`).
+    pub stubs: Option<PathBuf>,
 }
 
 /// What a finished apply saw.
@@ -72,6 +75,8 @@ pub struct ApplyStats {
     /// by inode number. Every file is created once and never written again, so the
     /// hash holds for that inode until something else changes the directory.
     pub file_hashes: HashMap<u64, String>,
+    /// With [`ApplyOptions::stubs`]: the allocated bytes of each content, by stub inode.
+    pub file_blocks: HashMap<u64, u64>,
     /// Overlay mode: the whiteout devices made, as `/`-joined relative paths. Alone, a
     /// layer cannot tell whether its lower layers have the names; see [`settle`].
     pub whiteouts: Vec<Vec<u8>>,
@@ -181,7 +186,18 @@ pub fn apply_layer(
         path: root.to_path_buf(),
         errno,
     })?;
-    let mut state = entry::Applier::new(root_fd, opts.whiteouts, opts.hash_files, opts.max_size);
+    let mut state = entry::Applier::new(
+        root_fd,
+        opts.whiteouts,
+        opts.hash_files || opts.stubs.is_some(),
+        opts.max_size,
+    );
+    if let Some(dir) = &opts.stubs {
+        state.stubs_into(dir).map_err(|errno| ApplyError::Root {
+            path: dir.clone(),
+            errno,
+        })?;
+    }
     let ((), stream) = stream::stream_layer(reader, opts.max_size, |chunks| {
         unpack_all(&mut tar::Archive::new(chunks), &mut state)
     })?;
@@ -193,6 +209,7 @@ pub fn apply_layer(
         compression: stream.compression,
         whiteouts: state.whiteouts.iter().cloned().collect(),
         implicit_dirs: state.implicit.into_iter().collect(),
+        file_blocks: std::mem::take(&mut state.file_blocks),
         file_hashes: state.file_hashes.unwrap_or_default(),
     })
 }

@@ -186,6 +186,7 @@ mod tests {
             entries: 0,
             compression: crate::Compression::None,
             file_hashes: Default::default(),
+            file_blocks: Default::default(),
             whiteouts: whiteouts.iter().map(|s| s.as_bytes().to_vec()).collect(),
             implicit_dirs: implicit.iter().map(|s| s.as_bytes().to_vec()).collect(),
         }

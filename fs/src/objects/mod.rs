@@ -29,6 +29,7 @@ mod ingest;
 mod staging;
 mod stream;
 mod stubs;
+pub use staging::Staging;
 pub use stubs::{redirect_of, stub_object, METACOPY_XATTR, REDIRECT_XATTR};
 
 use std::collections::{HashMap, HashSet};
@@ -218,6 +219,12 @@ impl ObjectStore {
         self.index
             .put_layer_with(key, &entries, || staging.publish(self))?;
         Ok(stats)
+    }
+
+    /// A fresh staging directory for objects written elsewhere (an apply writing stubs,
+    /// see [`crate::ApplyOptions::stubs`]), published by the ingest given it.
+    pub fn staging(&self) -> Result<Staging, ObjectError> {
+        Staging::new(&self.dir)
     }
 
     /// Every object id on disk.

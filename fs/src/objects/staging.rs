@@ -7,11 +7,9 @@
 //! too, never sees an object that nothing names yet and is still wanted.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -20,10 +18,10 @@ use super::{io_err, ObjectError, ObjectStore};
 /// Prefix of staging directories in the object root.
 pub(super) const PREFIX: &str = ".staging-";
 
-/// One ingest's staging directory; removed on drop.
-pub(super) struct Staging {
+/// One ingest's staging directory; removed on drop. Files in it are named by their
+/// object id; anything else (names starting with `.`) is work in progress.
+pub struct Staging {
     dir: PathBuf,
-    ids: Mutex<Vec<String>>,
     _lock: Flock<File>,
 }
 
@@ -54,16 +52,12 @@ impl Staging {
                 continue;
             }
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-            return Ok(Staging {
-                dir,
-                ids: Mutex::new(Vec::new()),
-                _lock: lock,
-            });
+            return Ok(Staging { dir, _lock: lock });
         }
     }
 
     /// The directory new files are written in.
-    pub(super) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -73,12 +67,7 @@ impl Staging {
         if dest.exists() {
             return Ok(());
         }
-        fs::rename(tmp, &dest).map_err(io_err("staging", tmp))?;
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(id.to_string());
-        Ok(())
+        fs::rename(tmp, &dest).map_err(io_err("staging", tmp))
     }
 
     /// Stages the existing file `file` as object `id` (a new name of its inode), unless
@@ -93,26 +82,38 @@ impl Staging {
         if store.path(id).exists() || dest.exists() {
             return Ok(());
         }
-        fs::hard_link(file, &dest).map_err(io_err("staging", file))?;
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(id.to_string());
-        Ok(())
+        fs::hard_link(file, &dest).map_err(io_err("staging", file))
     }
 
-    /// Links every staged object under its id in `store` (present already: the same
-    /// content and metadata, stored once). Call it inside the index transaction.
+    /// Moves every staged object under its id into `store` (present already: the same
+    /// content, stored once; the staged copy goes on drop). Call it inside the index
+    /// transaction.
     pub(super) fn publish(&self, store: &ObjectStore) -> Result<(), ObjectError> {
-        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        for id in ids.iter() {
-            let obj = store.path(id);
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        for e in fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))? {
+            let e = e.map_err(io_err("listing", &self.dir))?;
+            let Some(id) = e.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if id.starts_with('.') {
+                continue;
+            }
+            let obj = store.path(&id);
             let fan = obj.parent().unwrap_or(store.dir());
-            fs::create_dir_all(fan).map_err(io_err("creating", fan))?;
-            match fs::hard_link(self.dir.join(id), &obj) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("publishing object", &obj)(e)),
+            let moved = |src: &Path| {
+                renameat2(AT_FDCWD, src, AT_FDCWD, &obj, RenameFlags::RENAME_NOREPLACE)
+            };
+            let src = e.path();
+            let r = match moved(&src) {
+                Err(nix::errno::Errno::ENOENT) => {
+                    fs::create_dir_all(fan).map_err(io_err("creating", fan))?;
+                    moved(&src)
+                }
+                r => r,
+            };
+            match r {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => return Err(io_err("publishing object", &obj)(e.into())),
             }
         }
         Ok(())

@@ -113,6 +113,7 @@ pub(super) fn ingest_tar(
         entries: b.entries,
         compression: stream.compression,
         file_hashes: Default::default(),
+        file_blocks: Default::default(),
         whiteouts: Vec::new(),
         implicit_dirs: Vec::new(),
     };

@@ -45,19 +45,36 @@ impl ObjectStore {
     /// Converts the finished overlay layer directory `dir` into stubs over plain content
     /// objects and records its tree index under `key` (see the module docs). `known`
     /// holds blake3 hashes by inode from the apply that wrote the directory; other files
-    /// are read and hashed here. Files that are stubs already keep their objects.
+    /// are read and hashed here. Files that are stubs already keep their objects; those
+    /// an apply wrote as stubs (`applied`: its staging and content sizes by stub inode)
+    /// have theirs published from that staging.
     pub fn ingest_stub_layer(
         &self,
         key: &str,
         dir: &Path,
         known: &HashMap<u64, String>,
+        applied: Option<(&Staging, &HashMap<u64, u64>)>,
     ) -> Result<Vec<Entry>, ObjectError> {
-        let staging = Staging::new(&self.dir)?;
+        let own;
+        let (staging, applied_blocks) = match applied {
+            Some((s, blocks)) => (s, Some(blocks)),
+            None => {
+                own = Staging::new(&self.dir)?;
+                (&own, None)
+            }
+        };
         let mut walked = ingest::walk(dir)?;
         ingest::mark_link_groups(&mut walked);
         let mut done: HashMap<u64, (String, PathBuf)> = HashMap::new();
+        let mut converted = false;
         for w in &mut walked {
             if w.entry.kind != EntryKind::File {
+                continue;
+            }
+            let staged = applied_blocks.and_then(|b| Some((b.get(&w.ino)?, known.get(&w.ino)?)));
+            if let Some((blocks, id)) = staged {
+                w.entry.blocks = *blocks;
+                w.entry.object = Some(id.clone());
                 continue;
             }
             if let Some(id) = stub_object(&w.abs) {
@@ -66,6 +83,7 @@ impl ObjectStore {
                 w.entry.object = Some(id);
                 continue;
             }
+            converted = true;
             match done.get(&w.ino) {
                 Some((id, stub)) => {
                     // Another name of a converted inode: a name of its stub now.
@@ -85,8 +103,10 @@ impl ObjectStore {
             }
         }
         // Renaming stubs into place touched their directories: give them back their times.
-        for w in walked.iter().filter(|w| w.entry.kind == EntryKind::Dir) {
-            restore_mtime(&w.abs, w.entry.mtime)?;
+        if converted {
+            for w in walked.iter().filter(|w| w.entry.kind == EntryKind::Dir) {
+                restore_mtime(&w.abs, w.entry.mtime)?;
+            }
         }
         let entries: Vec<Entry> = walked.into_iter().map(|w| w.entry).collect();
         self.index
