@@ -37,8 +37,8 @@ pub(super) struct Applier {
     pub entries: u64,
     /// blake3 of each regular file written, by inode (when asked for).
     pub file_hashes: Option<HashMap<u64, String>>,
-    /// With stubs: the staging directory content goes to, and each content's blocks.
-    stubs: Option<OwnedFd>,
+    /// With stubs: where content goes; and each content's allocated bytes by stub inode.
+    stubs: Option<super::stubs::StubWriter>,
     pub file_blocks: HashMap<u64, u64>,
     /// Directories created for entries that no entry declared (yet).
     pub implicit: std::collections::BTreeSet<Vec<u8>>,
@@ -58,7 +58,10 @@ pub(super) fn fs_err<'a>(
     }
 }
 
-fn io_err<'a>(op: &'static str, p: &'a RelPath) -> impl FnOnce(io::Error) -> ApplyError + 'a {
+pub(super) fn io_err<'a>(
+    op: &'static str,
+    p: &'a RelPath,
+) -> impl FnOnce(io::Error) -> ApplyError + 'a {
     move |source| ApplyError::Fs {
         op,
         path: p.display(),
@@ -86,12 +89,7 @@ impl Applier {
 
     /// Writes regular files as stubs, their content into the directory `dir`.
     pub fn stubs_into(&mut self, dir: &std::path::Path) -> nix::Result<()> {
-        let fd = nix::fcntl::open(
-            dir,
-            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        self.stubs = Some(fd);
+        self.stubs = Some(super::stubs::StubWriter::open(dir)?);
         Ok(())
     }
 
@@ -172,7 +170,10 @@ impl Applier {
         if existing.is_some() {
             resolve::remove_all_at(&pfd, &name).map_err(fs_err("removing", &path))?;
         }
-        self.create(e, kind, &pfd, &name, &path, &meta, sparse.as_ref())?;
+        let file = self.create(e, kind, &pfd, &name, &path, &meta, sparse.as_ref())?;
+        if let Some(file) = file {
+            return set_file_attrs(&file, &path, &meta);
+        }
         if kind == EntryType::Link {
             return Ok(());
         }
@@ -213,23 +214,26 @@ impl Applier {
         path: &RelPath,
         meta: &Meta,
         sparse: Option<&super::sparse::Sparse>,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<Option<File>, ApplyError> {
         let os = OsStr::from_bytes(name);
         let perm = Mode::from_bits_truncate(meta.mode & 0o777);
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                let mut hasher = self.file_hashes.as_ref().map(|_| blake3::Hasher::new());
                 let apparent = match sparse {
                     Some(s) => s.realsize,
                     None => e.size(),
                 };
                 self.expand(apparent)?;
-                let tmp = self.stubs.as_ref().map(|_| next_tmp_name());
-                let (dfd, dname) = match (&self.stubs, &tmp) {
-                    (Some(staging), Some(t)) => (staging, t.as_bytes()),
-                    _ => (pfd, name),
-                };
-                let mut file = create_file(dfd, dname, path)?;
+                if let Some(stubs) = self.stubs.as_mut() {
+                    let stub = stubs.write(e, pfd, name, path, sparse, apparent)?;
+                    self.file_blocks.insert(stub.ino, stub.blocks);
+                    if let Some(hashes) = self.file_hashes.as_mut() {
+                        hashes.insert(stub.ino, stub.id);
+                    }
+                    return Ok(Some(stub.file));
+                }
+                let mut hasher = self.file_hashes.as_ref().map(|_| blake3::Hasher::new());
+                let mut file = create_file(pfd, name, path)?;
                 match sparse {
                     Some(s) => {
                         super::sparse::write_sparse(e, &mut file, s, path, hasher.as_mut())?;
@@ -238,31 +242,22 @@ impl Applier {
                         write_data(e, &mut file, path, hasher.as_mut())?;
                     }
                 }
-                let hash = hasher.map(|h| h.finalize().to_hex().to_string());
-                let written = file.metadata().map_err(io_err("stat", path))?;
-                drop(file);
-                let ino = match (&self.stubs, &tmp, &hash) {
-                    (Some(staging), Some(tmp), Some(id)) => {
-                        stage(staging, tmp, id).map_err(fs_err("staging the content of", path))?;
-                        let stub = make_stub(pfd, name, apparent, id)
-                            .map_err(fs_err("making the stub", path))?;
-                        self.file_blocks.insert(stub, written.blocks() * 512);
-                        stub
-                    }
-                    _ => written.ino(),
-                };
-                if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hash) {
-                    hashes.insert(ino, h);
+                if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hasher) {
+                    let ino = file.metadata().map_err(io_err("stat", path))?.ino();
+                    hashes.insert(ino, h.finalize().to_hex().to_string());
                 }
-                Ok(())
+                Ok(Some(file))
             }
-            EntryType::Directory => mkdirat(pfd.as_fd(), os, perm).map_err(fs_err("mkdir", path)),
+            EntryType::Directory => mkdirat(pfd.as_fd(), os, perm)
+                .map(|()| None)
+                .map_err(fs_err("mkdir", path)),
             EntryType::Symlink => {
                 let target = e.link_name_bytes().unwrap_or_default().into_owned();
                 symlinkat(OsStr::from_bytes(&target), pfd.as_fd(), os)
+                    .map(|()| None)
                     .map_err(fs_err("symlink", path))
             }
-            EntryType::Link => self.hardlink(e, pfd, name, path),
+            EntryType::Link => self.hardlink(e, pfd, name, path).map(|()| None),
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let h = e.header();
                 let major = h.device_major().ok().flatten().unwrap_or(0);
@@ -281,7 +276,9 @@ impl Applier {
                     _ => SFlag::S_IFIFO,
                 };
                 let dev = makedev(major.into(), minor.into());
-                mknodat(pfd.as_fd(), os, sflag, perm, dev).map_err(fs_err("mknod", path))
+                mknodat(pfd.as_fd(), os, sflag, perm, dev)
+                    .map(|()| None)
+                    .map_err(fs_err("mknod", path))
             }
             other => Err(ApplyError::Unsupported {
                 path: path.display(),
@@ -394,6 +391,21 @@ impl Applier {
     }
 }
 
+/// Owner, mode, xattrs and times of a regular file just written, through its open fd
+/// (in the order `set_attrs` keeps: chown clears set-id bits and capabilities).
+fn set_file_attrs(file: &File, path: &RelPath, meta: &Meta) -> Result<(), ApplyError> {
+    use xattr::FileExt;
+    std::os::unix::fs::fchown(file, Some(meta.uid), Some(meta.gid))
+        .map_err(io_err("chown", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(meta.mode & 0o7777))
+        .map_err(io_err("chmod", path))?;
+    for (k, v) in &meta.xattrs {
+        file.set_xattr(OsStr::from_bytes(k), v)
+            .map_err(io_err("setting xattr on", path))?;
+    }
+    nix::sys::stat::futimens(file.as_fd(), &meta.mtime, &meta.mtime).map_err(fs_err("utimes", path))
+}
+
 /// chmod through an `O_PATH` fd of the node itself, so a symlink is never followed.
 fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
@@ -405,44 +417,6 @@ fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
     )?;
     let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
     std::fs::set_permissions(proc_path, std::fs::Permissions::from_mode(mode & 0o7777))
-}
-
-/// A name for content being written into the staging dir (never an object id).
-fn next_tmp_name() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!(".apply-{}-{n}", std::process::id())
-}
-
-/// Names the finished content `tmp` in the staging dir by its id (kept once).
-fn stage(staging: &OwnedFd, tmp: &str, id: &str) -> nix::Result<()> {
-    use nix::fcntl::{renameat2, RenameFlags};
-    match renameat2(
-        staging.as_fd(),
-        OsStr::new(tmp),
-        staging.as_fd(),
-        OsStr::new(id),
-        RenameFlags::RENAME_NOREPLACE,
-    ) {
-        Err(Errno::EEXIST) => nix::unistd::unlinkat(staging.as_fd(), OsStr::new(tmp), nix::unistd::UnlinkatFlags::NoRemoveDir),
-        other => other,
-    }
-}
-
-/// A metacopy stub `name` under `pfd`: empty, `size` long, redirecting to object `id`;
-/// returns its inode. Owner, mode, xattrs and times follow as for any file.
-fn make_stub(pfd: &OwnedFd, name: &[u8], size: u64, id: &str) -> nix::Result<u64> {
-    use xattr::FileExt;
-    let flags =
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(pfd.as_fd(), OsStr::from_bytes(name), flags, Mode::from_bits_truncate(0o600))?;
-    let f = File::from(fd);
-    let errno = |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    f.set_len(size).map_err(errno)?;
-    f.set_xattr(crate::objects::METACOPY_XATTR, b"").map_err(errno)?;
-    f.set_xattr(crate::objects::REDIRECT_XATTR, crate::objects::redirect_of(id).as_bytes())
-        .map_err(errno)?;
-    Ok(f.metadata().map_err(errno)?.ino())
 }
 
 /// A new file `name` under `pfd` (never following a symlink, never an existing file).
@@ -461,7 +435,7 @@ fn create_file(pfd: &OwnedFd, name: &[u8], path: &RelPath) -> Result<File, Apply
 
 /// Streams an entry's data into `file`, leaving holes where the data is zero, and feeds
 /// it to `hasher` if given.
-fn write_data<R: Read>(
+pub(super) fn write_data<R: Read>(
     e: &mut tar::Entry<'_, R>,
     file: &mut File,
     path: &RelPath,

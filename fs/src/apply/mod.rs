@@ -20,6 +20,7 @@ mod resolve;
 mod settle;
 pub(crate) mod sparse;
 pub(crate) mod stream;
+mod stubs;
 mod whiteout;
 
 use std::collections::{HashMap, HashSet};
