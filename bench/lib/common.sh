@@ -13,8 +13,9 @@ bench_setup() {
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
   done
   if [ ${#need[@]} -gt 0 ]; then apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; fi
-  (cd "$REPO" && cargo build --release --quiet -p berth)
-  BERTH="$REPO/target/release/berth"
+  # BERTH_BIN: benchmark another build (say, an older commit's) on the same footing.
+  if [ -z "${BERTH_BIN:-}" ]; then (cd "$REPO" && cargo build --release --quiet -p berth); fi
+  BERTH="${BERTH_BIN:-$REPO/target/release/berth}"
 }
 
 # A fresh ext4 on a loop device, so both tools run on the same steady filesystem
