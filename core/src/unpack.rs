@@ -148,7 +148,7 @@ impl Unpack<'_> {
         &self,
         chain_id: &str,
         dir: &std::path::Path,
-        known: &std::collections::HashMap<u64, String>,
+        known: &std::collections::HashMap<u64, berth_fs::objects::ContentHash>,
         applied: Option<(&Staging, &std::collections::HashMap<u64, u64>)>,
     ) -> Result<()> {
         let objects = self.root.objects()?;

@@ -476,6 +476,19 @@ fn link_counts_are_the_images_own() {
     assert_eq!(md.nlink(), 5);
     let info = env.ok(&["--root", &root, "info"]);
     assert!(info.contains("exact link counts"), "{info}");
+    // A stub's xattrs fit in its inode: no xattr block on disk for a file without xattrs
+    // of its own (as measured in BENCHMARKS.md; true on ext4 with 256-byte inodes, XFS,
+    // btrfs and tmpfs).
+    let stubs = sh(&format!(
+        "find {root}/snapshots/overlay/snapshots -path '*/fs/links/lone2' -type f"
+    ));
+    let stub = stubs.lines().next().expect("the layer file of links/lone2");
+    let md = std::fs::symlink_metadata(stub).expect("stat stub");
+    assert_eq!(
+        (md.len(), md.blocks()),
+        (6, 0),
+        "{stub}: a stub, nothing allocated"
+    );
 }
 
 /// The 3-layer Debian image of the benchmarks (debootstrap's minbase split in three by

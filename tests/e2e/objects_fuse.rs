@@ -305,7 +305,7 @@ fn writes_in_a_checkout_never_reach_an_object() {
     let inodes = sh(&format!(
         "cd {root} && for f in snapshots/overlay/snapshots/*/fs/data/f0; do \
            r=$(python3 -c 'import os,sys; print(os.getxattr(sys.argv[1], \"trusted.overlay.redirect\").decode())' $f 2>/dev/null); \
-           if [ -n \"$r\" ]; then stat -c %i objects$r; else stat -c %i $f; fi; \
+           if [ -n \"$r\" ]; then stat -c %i objects/content$r; else stat -c %i $f; fi; \
          done | sort -u",
         root = env.root().display()
     ));

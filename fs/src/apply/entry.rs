@@ -36,7 +36,7 @@ pub(super) struct Applier {
     dir_times: Vec<(RelPath, TimeSpec)>,
     pub entries: u64,
     /// blake3 of each regular file written, by inode (when asked for).
-    pub file_hashes: Option<HashMap<u64, String>>,
+    pub file_hashes: Option<HashMap<u64, blake3::Hash>>,
     /// With stubs: where content goes; and each content's allocated bytes by stub inode.
     stubs: Option<super::stubs::StubWriter>,
     pub file_blocks: HashMap<u64, u64>,
@@ -228,7 +228,7 @@ impl Applier {
                     let stub = stubs.write(e, pfd, name, path, sparse, apparent)?;
                     self.file_blocks.insert(stub.ino, stub.blocks);
                     if let Some(hashes) = self.file_hashes.as_mut() {
-                        hashes.insert(stub.ino, stub.id);
+                        hashes.insert(stub.ino, stub.hash);
                     }
                     return Ok(Some(stub.file));
                 }
@@ -244,7 +244,7 @@ impl Applier {
                 }
                 if let (Some(hashes), Some(h)) = (self.file_hashes.as_mut(), hasher) {
                     let ino = file.metadata().map_err(io_err("stat", path))?.ino();
-                    hashes.insert(ino, h.finalize().to_hex().to_string());
+                    hashes.insert(ino, h.finalize());
                 }
                 Ok(Some(file))
             }

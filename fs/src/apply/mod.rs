@@ -75,7 +75,7 @@ pub struct ApplyStats {
     /// With [`ApplyOptions::hash_files`]: the blake3 (hex) of each regular file written,
     /// by inode number. Every file is created once and never written again, so the
     /// hash holds for that inode until something else changes the directory.
-    pub file_hashes: HashMap<u64, String>,
+    pub file_hashes: HashMap<u64, blake3::Hash>,
     /// With [`ApplyOptions::stubs`]: the allocated bytes of each content, by stub inode.
     pub file_blocks: HashMap<u64, u64>,
     /// Overlay mode: the whiteout devices made, as `/`-joined relative paths. Alone, a

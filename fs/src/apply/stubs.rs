@@ -1,6 +1,6 @@
 //! Applying regular files as overlayfs metacopy stubs (see `objects::stubs`): the file
 //! in the layer is an empty stub of the real size redirecting to its content, and the
-//! content goes into a staging directory named by its blake3, to be published into the
+//! content goes into a staging directory named by its content id, to be published into the
 //! object store with the layer's index. Each file is written once.
 
 use std::collections::HashMap;
@@ -30,8 +30,8 @@ const SMALL: usize = 1 << 20;
 pub(super) struct StubWriter {
     staging: OwnedFd,
     buf: Vec<u8>,
-    /// Allocated bytes of each staged content, by id.
-    blocks: HashMap<String, u64>,
+    /// Allocated bytes of each staged content, by hash.
+    blocks: HashMap<blake3::Hash, u64>,
     next_tmp: u64,
 }
 
@@ -40,7 +40,7 @@ pub(super) struct Stubbed {
     /// The stub, open for its attributes to be set.
     pub file: File,
     pub ino: u64,
-    pub id: String,
+    pub hash: blake3::Hash,
     /// Allocated bytes of its content.
     pub blocks: u64,
 }
@@ -72,16 +72,17 @@ impl StubWriter {
         sparse: Option<&Sparse>,
         size: u64,
     ) -> Result<Stubbed, ApplyError> {
-        let (id, blocks) = match sparse {
+        let (hash, blocks) = match sparse {
             None if e.size() <= SMALL as u64 => self.stage_small(e, path)?,
             _ => self.stage_streamed(e, path, sparse)?,
         };
+        let id = crate::objects::content_id(&hash);
         let (file, ino) =
             make_stub(pfd, name, size, &id).map_err(fs_err("making the stub", path))?;
         Ok(Stubbed {
             file,
             ino,
-            id,
+            hash,
             blocks,
         })
     }
@@ -91,23 +92,24 @@ impl StubWriter {
         &mut self,
         e: &mut tar::Entry<'_, R>,
         path: &RelPath,
-    ) -> Result<(String, u64), ApplyError> {
+    ) -> Result<(blake3::Hash, u64), ApplyError> {
         let want = e.size() as usize;
         self.buf.resize(want + 1, 0);
         let n = read_full(e, &mut self.buf).map_err(ApplyError::Read)?;
         let data = &self.buf[..n];
-        let id = blake3::hash(data).to_hex().to_string();
-        if let Some(&b) = self.blocks.get(&id) {
-            return Ok((id, b));
+        let hash = blake3::hash(data);
+        if let Some(&b) = self.blocks.get(&hash) {
+            return Ok((hash, b));
         }
+        let id = crate::objects::content_id(&hash);
         let mut file = match create_at(&self.staging, id.as_bytes()) {
             Ok(f) => f,
             Err(errno) => return Err(fs_err("staging the content of", path)(errno)),
         };
         write_holey(&mut file, data).map_err(io_err("writing", path))?;
         let blocks = file.metadata().map_err(io_err("stat", path))?.blocks() * 512;
-        self.blocks.insert(id.clone(), blocks);
-        Ok((id, blocks))
+        self.blocks.insert(hash, blocks);
+        Ok((hash, blocks))
     }
 
     /// Streams the file into a temporary name, then names it by its id.
@@ -116,7 +118,7 @@ impl StubWriter {
         e: &mut tar::Entry<'_, R>,
         path: &RelPath,
         sparse: Option<&Sparse>,
-    ) -> Result<(String, u64), ApplyError> {
+    ) -> Result<(blake3::Hash, u64), ApplyError> {
         let tmp = format!(".apply-{}", self.next_tmp);
         self.next_tmp += 1;
         let mut file = create_at(&self.staging, tmp.as_bytes())
@@ -128,7 +130,8 @@ impl StubWriter {
             }
             None => write_data(e, &mut file, path, Some(&mut hasher))?,
         }
-        let id = hasher.finalize().to_hex().to_string();
+        let hash = hasher.finalize();
+        let id = crate::objects::content_id(&hash);
         let blocks = file.metadata().map_err(io_err("stat", path))?.blocks() * 512;
         drop(file);
         let fd = self.staging.as_fd();
@@ -144,8 +147,8 @@ impl StubWriter {
                 .map_err(fs_err("staging the content of", path))?,
             Err(errno) => return Err(fs_err("staging the content of", path)(errno)),
         }
-        let blocks = *self.blocks.entry(id.clone()).or_insert(blocks);
-        Ok((id, blocks))
+        let blocks = *self.blocks.entry(hash).or_insert(blocks);
+        Ok((hash, blocks))
     }
 }
 

@@ -65,7 +65,7 @@ impl ViewFs {
     }
 
     fn object_path(&self, id: &str) -> PathBuf {
-        self.objects.join(id.get(..2).unwrap_or("xx")).join(id)
+        crate::objects::object_path(&self.objects, id)
     }
 
     /// Has the next few small files after `ino` in its directory opened ahead.

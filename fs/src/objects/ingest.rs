@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::entry::{Entry, EntryKind};
 use super::{io_err, ObjectError, ObjectStore};
 
-/// Hashes a file's content with blake3: (hex, length).
-pub(super) fn hash_file(path: &Path) -> Result<(String, u64), ObjectError> {
+/// Hashes a file's content with blake3: (hash, length).
+pub(super) fn hash_file(path: &Path) -> Result<(blake3::Hash, u64), ObjectError> {
     let f = fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
@@ -26,7 +26,7 @@ pub(super) fn hash_file(path: &Path) -> Result<(String, u64), ObjectError> {
         .update_reader(io::BufReader::with_capacity(1 << 20, f))
         .map_err(io_err("reading", path))?
         .count();
-    Ok((h.finalize().to_hex().to_string(), n))
+    Ok((h.finalize(), n))
 }
 
 /// The part of an object's name that covers what its inode carries besides content, and
@@ -81,7 +81,7 @@ pub(super) type Link = (PathBuf, String);
 /// links [`link_all`] makes (inside the index transaction that records the layer).
 pub(super) fn ingest(
     root: &Path,
-    known: &HashMap<u64, String>,
+    known: &HashMap<u64, blake3::Hash>,
 ) -> Result<(Vec<Entry>, Vec<Link>), ObjectError> {
     let mut walked = walk(root)?;
     let mut ids: HashMap<u64, String> = HashMap::new();
@@ -96,10 +96,10 @@ pub(super) fn ingest(
             Some(id) => id.clone(),
             None => {
                 let hash = match known.get(&w.ino) {
-                    Some(hash) => hash.clone(),
+                    Some(hash) => *hash,
                     None => hash_file(&w.abs)?.0,
                 };
-                let id = format!("{hash}-{}", meta_key(&w.entry));
+                let id = format!("{}-{}", hash.to_hex(), meta_key(&w.entry));
                 ids.insert(w.ino, id.clone());
                 id
             }

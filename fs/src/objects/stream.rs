@@ -369,10 +369,10 @@ impl Builder<'_> {
         let md = f.metadata().map_err(io_err("stat", tmp))?;
         n.size = size;
         n.blocks = md.blocks() * 512;
-        let hash = h.finalize().to_hex();
+        let hash = h.finalize();
         let id = match self.plain {
-            true => hash.to_string(),
-            false => format!("{hash}-{}", meta_key(n)),
+            true => super::content_id(&hash),
+            false => format!("{}-{}", hash.to_hex(), meta_key(n)),
         };
         self.staging.stage(tmp, &id)?;
         n.object = Some(id);

@@ -1,7 +1,8 @@
 //! Exact layers: each regular file of an overlay layer directory becomes a metadata-only
 //! *stub* (overlayfs "metacopy": an empty, sparse file of the real size with the file's
-//! mode, owner, times and xattrs, and `trusted.overlay.redirect=/<2hex>/<id>`), and its
-//! content a plain object named by its blake3. Mounted with the object store as a
+//! mode, owner, times and xattrs, and `trusted.overlay.redirect=/<id>`), and its content
+//! a plain object in `content/` named by its [`super::content_id`]. Mounted with that
+//! directory as a
 //! data-only lower layer, every path keeps its own inode and the link count the image
 //! gives it, while each content is stored once (the composefs approach).
 //!
@@ -28,17 +29,18 @@ pub const METACOPY_XATTR: &str = "trusted.overlay.metacopy";
 /// The xattr naming where, in a data-only lower layer, a stub's content is.
 pub const REDIRECT_XATTR: &str = "trusted.overlay.redirect";
 
-/// The redirect of a stub whose content is object `id`.
+/// The redirect of a stub whose content is object `id` (a [`super::content_id`]),
+/// relative to the data-only layer [`super::CONTENT_DIR`].
 pub fn redirect_of(id: &str) -> String {
-    format!("/{}/{id}", id.get(..2).unwrap_or("xx"))
+    format!("/{id}")
 }
 
 /// The object id a stub's redirect names, if `path` is a stub.
 pub fn stub_object(path: &Path) -> Option<String> {
     let v = xattr::get(path, REDIRECT_XATTR).ok().flatten()?;
     let s = std::str::from_utf8(&v).ok()?;
-    let id = s.rsplit('/').next()?;
-    (!id.is_empty()).then(|| id.to_string())
+    let id = s.strip_prefix('/')?;
+    super::is_content_id(id).then(|| id.to_string())
 }
 
 impl ObjectStore {
@@ -52,7 +54,7 @@ impl ObjectStore {
         &self,
         key: &str,
         dir: &Path,
-        known: &HashMap<u64, String>,
+        known: &HashMap<u64, blake3::Hash>,
         applied: Option<(&Staging, &HashMap<u64, u64>)>,
     ) -> Result<Vec<Entry>, ObjectError> {
         let own;
@@ -72,9 +74,9 @@ impl ObjectStore {
                 continue;
             }
             let staged = applied_blocks.and_then(|b| Some((b.get(&w.ino)?, known.get(&w.ino)?)));
-            if let Some((blocks, id)) = staged {
+            if let Some((blocks, hash)) = staged {
                 w.entry.blocks = *blocks;
-                w.entry.object = Some(id.clone());
+                w.entry.object = Some(super::content_id(hash));
                 continue;
             }
             if let Some(id) = stub_object(&w.abs) {
@@ -92,8 +94,8 @@ impl ObjectStore {
                 }
                 None => {
                     let id = match known.get(&w.ino) {
-                        Some(h) => h.clone(),
-                        None => ingest::hash_file(&w.abs)?.0,
+                        Some(h) => super::content_id(h),
+                        None => super::content_id(&ingest::hash_file(&w.abs)?.0),
                     };
                     staging.stage_link(&w.abs, &id, self)?;
                     write_stub(&w.abs, &w.entry, &id)?;

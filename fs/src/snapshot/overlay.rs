@@ -70,9 +70,9 @@ impl OverlaySnapshotter {
                 f.to_string()
             }
         };
-        let data = (format == "stubs").then(|| objects.to_path_buf());
-        if data.is_some() {
-            std::fs::create_dir_all(objects).map_err(io_err("creating", objects))?;
+        let data = (format == "stubs").then(|| crate::objects::content_dir(objects));
+        if let Some(d) = &data {
+            std::fs::create_dir_all(d).map_err(io_err("creating", d))?;
         }
         Ok(OverlaySnapshotter { store, data })
     }
