@@ -2,9 +2,8 @@
 //! *stub* (overlayfs "metacopy": an empty, sparse file of the real size with the file's
 //! mode, owner, times and xattrs, and `trusted.overlay.redirect=/<id>`), and its content
 //! a plain object in `content/` named by its [`super::content_id`]. Mounted with that
-//! directory as a
-//! data-only lower layer, every path keeps its own inode and the link count the image
-//! gives it, while each content is stored once (the composefs approach).
+//! directory as a data-only lower layer, every path keeps its own inode and the link
+//! count the image gives it, while each content is stored once (the composefs approach).
 //!
 //! Conversion keeps hard links: the names of one inode become names of one stub. The
 //! content objects are staged and appear under their ids inside the index transaction
