@@ -192,7 +192,20 @@ impl Store {
 
     /// Ends a lease: what only it protected is garbage from now on.
     pub fn release(&self, lease: Lease) -> Result<()> {
-        self.meta().write(|tx| delete_lease(tx, &lease.id))?;
+        self.release_with(lease, |_| Ok(()))
+    }
+
+    /// Writes what `record` writes (the name or record that now keeps the lease's
+    /// resources) and ends the lease, in one transaction.
+    pub fn release_with(
+        &self,
+        lease: Lease,
+        record: impl FnOnce(&Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.meta().write(|tx| {
+            record(tx)?;
+            delete_lease(tx, &lease.id)
+        })?;
         let file = self.lease_file(&lease.id)?;
         let _ = std::fs::remove_file(file);
         Ok(())

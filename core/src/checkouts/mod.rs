@@ -216,10 +216,9 @@ impl Checkouts<'_> {
             created: meta::now(),
         };
         // Record first: a crash after this leaves a checkout `mount` or `discard` handles.
+        // The record keeps what the lease kept, so both change in one transaction.
         root.store()
-            .meta()
-            .write(|tx| meta::put_checkout(tx, &record))?;
-        root.release(lease);
+            .release_with(lease, |tx| meta::put_checkout(tx, &record))?;
         crate::faults::point("checkout-recorded");
         if let Err(e) = berth_mount::mount_all(&mounts, &dir) {
             let _ = root
