@@ -54,6 +54,32 @@ pub struct Env {
     pub dir: TempDir,
 }
 
+/// Whatever a test left behind (it failed, or it ends with a checkout or a view still
+/// mounted): FUSE servers of this env are ended and every mount under it is detached, so
+/// the directory can go and the next tests see a clean machine.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("__fuse-serve {dir}/")])
+            .status();
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or under `dir`, innermost first.
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let root = dir.to_string_lossy().into_owned();
+    for line in info.lines().rev() {
+        if let Some(p) = line.split(' ').nth(4).filter(|p| p.starts_with(&root)) {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
 impl Env {
     pub fn new() -> Self {
         Env {
@@ -305,13 +331,6 @@ impl Drop for Containerd {
         );
         let _ = self.child.wait();
         // containerd may leave snapshot mounts under its root.
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let root = self._dir.path().to_string_lossy().into_owned();
-            for line in info.lines().rev() {
-                if let Some(p) = line.split(' ').nth(4).filter(|p| p.starts_with(&root)) {
-                    let _ = Command::new("umount").arg("-l").arg(p).status();
-                }
-            }
-        }
+        unmount_under(self._dir.path());
     }
 }

@@ -164,61 +164,24 @@ impl Checkouts<'_> {
         check_empty(&dir)?;
         let (snap_name, snap) = root.default_snapshotter()?;
         let key = format!("checkout-{}", crate::ids::random_hex(8)?);
-        let lease = root.lease("checkout", &dir_s)?;
-        let (image, manifest, mounts) = if req.image == SCRATCH {
-            let mounts =
-                root.lease_snapshot(&lease, &snap_name, &key, || Ok(snap.prepare(&key, None)?))?;
-            snap.update_labels(&key, labels(&dir_s, SCRATCH, ""))?;
-            (SCRATCH.to_string(), String::new(), mounts)
-        } else {
-            let (img, resolved) = self.ns.images().resolve(&req.image, &req.platform)?;
-            let manifest = resolved.manifest_desc.digest().to_string();
-            root.store()
-                .claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
-            let labels = labels(&dir_s, &img.name, &manifest);
-            let mounts = if req.fuse {
-                views::prepare_checkout_snapshot(
-                    root,
-                    &snap_name,
-                    snap.as_ref(),
-                    &key,
-                    &resolved,
-                    labels,
-                    &lease,
-                )?
-            } else {
-                let top = Unpack {
-                    root,
-                    snap_name: &snap_name,
-                    snap: snap.as_ref(),
-                    lease: &lease,
-                }
-                .all(&resolved)?;
-                let mounts = root.lease_snapshot(&lease, &snap_name, &key, || {
-                    Ok(match req.readonly {
-                        true => snap.view(&key, top.as_deref())?,
-                        false => snap.prepare(&key, top.as_deref())?,
-                    })
-                })?;
-                snap.update_labels(&key, labels)?;
-                mounts
-            };
-            (img.name, manifest, mounts)
-        };
-        let record = CheckoutRecord {
+        let new = |image: String, manifest: String| CheckoutRecord {
             namespace: self.ns.name().to_string(),
-            dir: dir_s,
+            dir: dir_s.clone(),
             image,
             manifest,
-            snapshotter: snap_name,
+            snapshotter: snap_name.clone(),
             snapshot: key.clone(),
             readonly: req.readonly,
             created: meta::now(),
         };
-        // Record first: a crash after this leaves a checkout `mount` or `discard` handles.
-        // The record keeps what the lease kept, so both change in one transaction.
-        root.store()
-            .release_with(lease, |tx| meta::put_checkout(tx, &record))?;
+        let unpacked = match req.fuse || req.image == SCRATCH {
+            true => None,
+            false => self.create_unpacked(req, snap.as_ref(), &key, &new)?,
+        };
+        let (record, mounts) = match unpacked {
+            Some(done) => done,
+            None => self.create_leased(req, &dir_s, &snap_name, snap.as_ref(), &key, &new)?,
+        };
         crate::faults::point("checkout-recorded");
         if let Err(e) = berth_mount::mount_all(&mounts, &dir) {
             let _ = root
@@ -235,6 +198,103 @@ impl Checkouts<'_> {
             &[("image", record.image.clone())],
         );
         Ok(record)
+    }
+
+    /// The common case, every layer of the image unpacked already: no lease is needed.
+    /// The gc gate is held (shared) from resolving the image until the record, which then
+    /// keeps it all, is written: a few metadata steps. None when a layer is missing.
+    fn create_unpacked(
+        &self,
+        req: &CheckoutRequest,
+        snap: &dyn Snapshotter,
+        key: &str,
+        new: &dyn Fn(String, String) -> CheckoutRecord,
+    ) -> Result<Option<(CheckoutRecord, Vec<berth_mount::Mount>)>> {
+        let root = self.root();
+        let _gate = root.store().gate().shared()?;
+        let (img, resolved) = self.ns.images().resolve(&req.image, &req.platform)?;
+        crate::unpack::check_layers(&resolved)?;
+        let chain = resolved.chain_ids();
+        if !chain.iter().all(|c| crate::unpack::is_committed(snap, c)) {
+            return Ok(None);
+        }
+        let manifest = resolved.manifest_desc.digest().to_string();
+        let record = new(img.name, manifest);
+        let mounts = match req.readonly {
+            true => snap.view(key, chain.last().map(String::as_str))?,
+            false => snap.prepare(key, chain.last().map(String::as_str))?,
+        };
+        let recorded = snap
+            .update_labels(key, labels(&record.dir, &record.image, &record.manifest))
+            .map_err(Error::from)
+            .and_then(|_| {
+                Ok(root
+                    .store()
+                    .meta()
+                    .write(|tx| meta::put_checkout(tx, &record))?)
+            });
+        if let Err(e) = recorded {
+            let _ = views::release(snap, key);
+            let _ = snap.remove(key);
+            return Err(e);
+        }
+        Ok(Some((record, mounts)))
+    }
+
+    /// A checkout that unpacks (or indexes, for `--fuse`) what it needs first: all of it
+    /// on a lease until the record is written.
+    #[allow(clippy::too_many_arguments)]
+    fn create_leased(
+        &self,
+        req: &CheckoutRequest,
+        dir_s: &str,
+        snap_name: &str,
+        snap: &dyn Snapshotter,
+        key: &str,
+        new: &dyn Fn(String, String) -> CheckoutRecord,
+    ) -> Result<(CheckoutRecord, Vec<berth_mount::Mount>)> {
+        let root = self.root();
+        let lease = root.lease("checkout", dir_s)?;
+        let (image, manifest, mounts) = if req.image == SCRATCH {
+            let mounts =
+                root.lease_snapshot(&lease, snap_name, key, || Ok(snap.prepare(key, None)?))?;
+            snap.update_labels(key, labels(dir_s, SCRATCH, ""))?;
+            (SCRATCH.to_string(), String::new(), mounts)
+        } else {
+            let (img, resolved) = self.ns.images().resolve(&req.image, &req.platform)?;
+            let manifest = resolved.manifest_desc.digest().to_string();
+            root.store()
+                .claim(resolved.manifest_desc.digest(), Some(lease.id()))?;
+            let labels = labels(dir_s, &img.name, &manifest);
+            let mounts = if req.fuse {
+                views::prepare_checkout_snapshot(
+                    root, snap_name, snap, key, &resolved, labels, &lease,
+                )?
+            } else {
+                let top = Unpack {
+                    root,
+                    snap_name,
+                    snap,
+                    lease: &lease,
+                }
+                .all(&resolved)?;
+                let mounts = root.lease_snapshot(&lease, snap_name, key, || {
+                    Ok(match req.readonly {
+                        true => snap.view(key, top.as_deref())?,
+                        false => snap.prepare(key, top.as_deref())?,
+                    })
+                })?;
+                snap.update_labels(key, labels)?;
+                mounts
+            };
+            (img.name, manifest, mounts)
+        };
+        let record = new(image, manifest);
+        // Record first: a crash after this leaves a checkout `mount` or `discard` handles.
+        // The record keeps what the lease kept, so both change in one transaction.
+        root.store()
+            .release_with(lease, |tx| meta::put_checkout(tx, &record))?;
+        Ok((record, mounts))
     }
 
     /// Every checkout of the namespace.
