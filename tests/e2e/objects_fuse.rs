@@ -149,9 +149,20 @@ fn killed_fuse_server_leaves_no_stale_mount() {
     while is_mounted(&fuse.dir) {
         assert!(
             Instant::now() < deadline,
-            "the mount outlived its server (killed {}); fusermount3 processes:\n{}",
-            pid.trim(),
-            sh("ps -eo pid,ppid,stat,args | grep '[f]usermount3' || true")
+            "the mount outlived its server (killed {pid}, now: {state}); its mount: {mount}; \
+             fusermount3 processes:\n{procs}",
+            pid = pid.trim(),
+            state = sh(&format!(
+                "grep -h State /proc/{}/status 2>/dev/null || echo gone",
+                pid.trim()
+            ))
+            .trim(),
+            mount = sh(&format!(
+                "grep ' {} ' /proc/self/mountinfo || true",
+                fuse.dir.display()
+            ))
+            .trim(),
+            procs = sh("ps -eo pid,ppid,stat,args | grep '[f]usermount3' || true")
         );
         std::thread::sleep(Duration::from_millis(50));
     }
