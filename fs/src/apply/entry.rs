@@ -421,15 +421,20 @@ fn chmod_nofollow(pfd: &OwnedFd, name: &[u8], mode: u32) -> io::Result<()> {
 
 /// A new file `name` under `pfd` (never following a symlink, never an existing file).
 fn create_file(pfd: &OwnedFd, name: &[u8], path: &RelPath) -> Result<File, ApplyError> {
+    create_new(pfd, name).map_err(fs_err("creating", path))
+}
+
+/// A new file `name` under `dir`, mode 0600 until its attributes are set, never
+/// following a symlink nor replacing anything.
+pub(super) fn create_new(dir: &OwnedFd, name: &[u8]) -> nix::Result<File> {
     let flags =
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let fd = openat(
-        pfd.as_fd(),
+        dir.as_fd(),
         OsStr::from_bytes(name),
         flags,
         Mode::from_bits_truncate(0o600),
-    )
-    .map_err(fs_err("creating", path))?;
+    )?;
     Ok(File::from(fd))
 }
 

@@ -4,20 +4,18 @@
 //! object store with the layer's index. Each file is written once.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat2, OFlag, RenameFlags};
+use nix::fcntl::{renameat2, OFlag, RenameFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{unlinkat, UnlinkatFlags};
 
-use super::entry::{fs_err, io_err, read_full, write_data};
+use super::entry::{create_new, fs_err, io_err, read_full, write_data};
 use super::path::RelPath;
 use super::sparse::Sparse;
 use super::ApplyError;
@@ -102,7 +100,7 @@ impl StubWriter {
             return Ok((hash, b));
         }
         let id = crate::objects::content_id(&hash);
-        let mut file = match create_at(&self.staging, id.as_bytes()) {
+        let mut file = match create_new(&self.staging, id.as_bytes()) {
             Ok(f) => f,
             Err(errno) => return Err(fs_err("staging the content of", path)(errno)),
         };
@@ -121,7 +119,7 @@ impl StubWriter {
     ) -> Result<(blake3::Hash, u64), ApplyError> {
         let tmp = format!(".apply-{}", self.next_tmp);
         self.next_tmp += 1;
-        let mut file = create_at(&self.staging, tmp.as_bytes())
+        let mut file = create_new(&self.staging, tmp.as_bytes())
             .map_err(fs_err("staging the content of", path))?;
         let mut hasher = blake3::Hasher::new();
         match sparse {
@@ -152,19 +150,6 @@ impl StubWriter {
     }
 }
 
-/// A new file `name` under `dir`, never replacing one.
-fn create_at(dir: &OwnedFd, name: &[u8]) -> nix::Result<File> {
-    let flags =
-        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(
-        dir.as_fd(),
-        OsStr::from_bytes(name),
-        flags,
-        Mode::from_bits_truncate(0o600),
-    )?;
-    Ok(File::from(fd))
-}
-
 /// Writes `data`, leaving all-zero chunks as holes.
 fn write_holey(file: &mut File, data: &[u8]) -> std::io::Result<()> {
     const CHUNK: usize = 64 * 1024;
@@ -188,7 +173,7 @@ fn write_holey(file: &mut File, data: &[u8]) -> std::io::Result<()> {
 /// returns it open, and its inode. Owner, mode, xattrs and times follow as for any file.
 fn make_stub(pfd: &OwnedFd, name: &[u8], size: u64, id: &str) -> nix::Result<(File, u64)> {
     use xattr::FileExt;
-    let f = create_at(pfd, name)?;
+    let f = create_new(pfd, name)?;
     let errno = |e: std::io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     f.set_len(size).map_err(errno)?;
     f.set_xattr(crate::objects::METACOPY_XATTR, b"")

@@ -94,18 +94,7 @@ impl OverlaySnapshotter {
             return Ok(view);
         }
         std::fs::create_dir_all(&view).map_err(io_err("creating", &view))?;
-        let m = Mount {
-            kind: "overlay".into(),
-            source: "overlay".into(),
-            target: String::new(),
-            options: vec![
-                "ro".into(),
-                "index=off".into(),
-                "metacopy=on".into(),
-                format!("lowerdir={}::{}", lowers.join(":"), data.display()),
-            ],
-        };
-        m.mount(&view)?;
+        metacopy_view(lowers, data).mount(&view)?;
         Ok(view)
     }
 
@@ -207,17 +196,7 @@ impl OverlaySnapshotter {
                         ],
                     }]
                 }
-                Kind::View => vec![Mount {
-                    kind: "overlay".into(),
-                    source: "overlay".into(),
-                    target: String::new(),
-                    options: vec![
-                        "ro".into(),
-                        "index=off".into(),
-                        "metacopy=on".into(),
-                        format!("lowerdir={}::{}", lowers.join(":"), data.display()),
-                    ],
-                }],
+                Kind::View => vec![metacopy_view(&lowers, data)],
             });
         }
         Ok(match (rec.info.kind, lowers.len()) {
@@ -328,6 +307,23 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn check(&self) -> Result<Vec<String>, SnapshotError> {
         self.store.check(&["fs"])
+    }
+}
+
+/// A read-only overlay of stub layers `lowers` (top first) over the data-only layer
+/// `data`, following stubs' redirects (`metacopy=on`, which only a read-only overlay may
+/// have: see the module docs).
+fn metacopy_view(lowers: &[String], data: &Path) -> Mount {
+    Mount {
+        kind: "overlay".into(),
+        source: "overlay".into(),
+        target: String::new(),
+        options: vec![
+            "ro".into(),
+            "index=off".into(),
+            "metacopy=on".into(),
+            format!("lowerdir={}::{}", lowers.join(":"), data.display()),
+        ],
     }
 }
 
